@@ -1,0 +1,386 @@
+//! The master's pure engine: the node table and the process table.
+//!
+//! Events come in as method calls (a slave attached, a heartbeat, a tick of
+//! the clock, a spawn request, a process event); what the runtime must do
+//! comes out as [`Effect`]s. No sockets, timers or system calls live here,
+//! so every rule is unit-tested without root.
+
+mod node;
+mod process;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub use node::{Link, Node, NodeState, Perms};
+pub use process::{Proc, ProcState, SpawnSpec};
+
+/// Identifies one connection of a slave (a node that reconnects gets a new one).
+pub type ConnId = u64;
+/// Identifies one remote process for its whole life.
+pub type ProcId = u64;
+
+/// Who asked, as the kernel told us (SO_PEERCRED and /proc).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cred {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub pid: i32,
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub nodes: u32,
+    pub node_timeout: Duration,
+    pub default_perms: Perms,
+}
+
+/// What the runtime must do after an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Ask the slave on `conn` to start process `id`.
+    Spawn { conn: ConnId, id: ProcId, cred: Cred, spec: SpawnSpec },
+    /// Deliver a signal to a process on the slave on `conn`.
+    Signal { conn: ConnId, id: ProcId, signo: i32 },
+    /// The process died with its node: its client sees a death by SIGKILL.
+    ProcLost { id: ProcId },
+    /// Close the link to a slave.
+    DropSlave { conn: ConnId, reason: String },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpawnError {
+    #[error("node {node}: no such node (the cluster has nodes 0-{last})", last = .count.saturating_sub(1))]
+    NoSuchNode { node: i32, count: u32 },
+    #[error("node {node} is {state}")]
+    NodeNotUp { node: u32, state: NodeState },
+    #[error("node {node}: permission denied for uid {uid}")]
+    PermissionDenied { node: u32, uid: u32 },
+    #[error("empty command line")]
+    EmptyArgv,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AttachError {
+    #[error("node {node} is not in this cluster (it has {count} nodes)")]
+    NoSuchNode { node: u32, count: u32 },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("unknown connection {conn}")]
+    UnknownConn { conn: ConnId },
+    #[error("process {id} does not belong to this node's link")]
+    NotOurs { id: ProcId },
+}
+
+/// What a process event from a slave means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcEventKind {
+    Started { node_pid: i32 },
+    ExecFailed,
+    Stopped,
+    Continued,
+    Exited,
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    nodes: Vec<Node>,
+    procs: BTreeMap<ProcId, Proc>,
+    next_id: ProcId,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Self {
+        let nodes = (0..cfg.nodes)
+            .map(|number| Node { number, state: NodeState::Down, link: None, perms: cfg.default_perms })
+            .collect();
+        Engine { cfg, nodes, procs: BTreeMap::new(), next_id: 1 }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn processes(&self) -> impl Iterator<Item = (&ProcId, &Proc)> {
+        self.procs.iter()
+    }
+
+    pub fn process(&self, id: ProcId) -> Option<&Proc> {
+        self.procs.get(&id)
+    }
+
+    /// Sets a node's permissions (from the configuration file).
+    pub fn set_perms(&mut self, node: u32, perms: Perms) -> bool {
+        match self.nodes.get_mut(node as usize) {
+            Some(n) => {
+                n.perms = perms;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The connection currently serving `node`, if it is up.
+    pub fn conn_of_node(&self, node: u32) -> Option<ConnId> {
+        self.nodes.get(node as usize).and_then(|n| n.link.as_ref()).map(|l| l.conn)
+    }
+
+    fn node_of_conn(&self, conn: ConnId) -> Option<u32> {
+        self.nodes.iter().find(|n| n.link.as_ref().is_some_and(|l| l.conn == conn)).map(|n| n.number)
+    }
+
+    /// A slave registered for `node`. A newer link replaces an older one,
+    /// whose processes are then lost.
+    pub fn slave_attached(
+        &mut self,
+        node: u32,
+        conn: ConnId,
+        addr: String,
+        hostname: String,
+        now: Instant,
+    ) -> Result<Vec<Effect>, AttachError> {
+        let count = self.cfg.nodes;
+        if node >= count {
+            return Err(AttachError::NoSuchNode { node, count });
+        }
+        let mut effects = Vec::new();
+        if let Some(old) = self.conn_of_node(node) {
+            effects.extend(self.take_down(node, NodeState::Down));
+            effects.push(Effect::DropSlave { conn: old, reason: "replaced by a new link".into() });
+        }
+        let n = &mut self.nodes[node as usize];
+        n.state = NodeState::Up;
+        n.link = Some(Link { conn, addr, hostname, last_seen: now });
+        Ok(effects)
+    }
+
+    /// A slave's link ended. Its node goes down and its processes are lost.
+    pub fn slave_detached(&mut self, conn: ConnId) -> Vec<Effect> {
+        match self.node_of_conn(conn) {
+            Some(node) => self.take_down(node, NodeState::Down),
+            None => Vec::new(),
+        }
+    }
+
+    /// Marks a node with `state`, forgets its link and loses its processes.
+    fn take_down(&mut self, node: u32, state: NodeState) -> Vec<Effect> {
+        let n = &mut self.nodes[node as usize];
+        n.state = state;
+        n.link = None;
+        let lost: Vec<ProcId> = self.procs.iter().filter(|(_, p)| p.node == node).map(|(id, _)| *id).collect();
+        lost.into_iter()
+            .map(|id| {
+                self.procs.remove(&id);
+                Effect::ProcLost { id }
+            })
+            .collect()
+    }
+
+    /// Anything heard from a slave counts as a sign of life.
+    pub fn heard_from(&mut self, conn: ConnId, now: Instant) -> bool {
+        for n in &mut self.nodes {
+            if let Some(link) = n.link.as_mut().filter(|l| l.conn == conn) {
+                link.last_seen = now;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The clock moved: nodes silent for longer than the timeout go down.
+    pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
+        let timeout = self.cfg.node_timeout;
+        let silent: Vec<(u32, ConnId)> = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let l = n.link.as_ref()?;
+                (now.saturating_duration_since(l.last_seen) > timeout).then_some((n.number, l.conn))
+            })
+            .collect();
+        let mut effects = Vec::new();
+        for (node, conn) in silent {
+            effects.extend(self.take_down(node, NodeState::Down));
+            effects.push(Effect::DropSlave { conn, reason: format!("no heartbeat for {timeout:?}") });
+        }
+        effects
+    }
+
+    /// A client asks for a process. Checks the node and the caller's right
+    /// to use it, then hands the request to the node's slave.
+    pub fn spawn(&mut self, cred: Cred, spec: SpawnSpec) -> Result<(ProcId, Vec<Effect>), SpawnError> {
+        if spec.argv.is_empty() {
+            return Err(SpawnError::EmptyArgv);
+        }
+        let count = self.cfg.nodes;
+        let node = u32::try_from(spec.node)
+            .ok()
+            .filter(|n| *n < count)
+            .ok_or(SpawnError::NoSuchNode { node: spec.node, count })?;
+        let n = &self.nodes[node as usize];
+        let conn = match (&n.link, n.state) {
+            (Some(l), NodeState::Up) => l.conn,
+            (_, state) => return Err(SpawnError::NodeNotUp { node, state }),
+        };
+        if !n.perms.may_execute(&cred) {
+            return Err(SpawnError::PermissionDenied { node, uid: cred.uid });
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.procs.insert(
+            id,
+            Proc {
+                node,
+                conn,
+                node_pid: None,
+                uid: cred.uid,
+                client_pid: cred.pid,
+                argv: spec.argv.clone(),
+                state: ProcState::Starting,
+                client_attached: true,
+            },
+        );
+        Ok((id, vec![Effect::Spawn { conn, id, cred, spec }]))
+    }
+
+    /// Checks that process `id` lives behind `conn` (for routing its stdio).
+    pub fn check_owner(&self, conn: ConnId, id: ProcId) -> Result<(), EventError> {
+        match self.procs.get(&id) {
+            Some(p) if p.conn == conn => Ok(()),
+            _ => Err(EventError::NotOurs { id }),
+        }
+    }
+
+    /// A slave reports a process event. Returns whether the process is gone.
+    pub fn proc_event(&mut self, conn: ConnId, id: ProcId, kind: ProcEventKind) -> Result<bool, EventError> {
+        if self.node_of_conn(conn).is_none() {
+            return Err(EventError::UnknownConn { conn });
+        }
+        self.check_owner(conn, id)?;
+        let p = self.procs.get_mut(&id).ok_or(EventError::NotOurs { id })?;
+        match kind {
+            ProcEventKind::Started { node_pid } => {
+                p.node_pid = Some(node_pid);
+                p.state = ProcState::Running;
+            }
+            ProcEventKind::ExecFailed => {}
+            ProcEventKind::Stopped => p.state = ProcState::Stopped,
+            ProcEventKind::Continued => p.state = ProcState::Running,
+            ProcEventKind::Exited => {
+                self.procs.remove(&id);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A client asks to signal its process.
+    pub fn signal(&self, id: ProcId, signo: i32) -> Option<Effect> {
+        self.procs.get(&id).map(|p| Effect::Signal { conn: p.conn, id, signo })
+    }
+
+    /// The client of a process went away before the process ended: the
+    /// process is killed so that nothing runs without an owner.
+    pub fn client_gone(&mut self, id: ProcId) -> Option<Effect> {
+        let p = self.procs.get_mut(&id)?;
+        p.client_attached = false;
+        Some(Effect::Signal { conn: p.conn, id, signo: libc::SIGKILL })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(nodes: u32) -> Engine {
+        Engine::new(EngineConfig {
+            nodes,
+            node_timeout: Duration::from_secs(3),
+            default_perms: Perms { uid: 0, gid: 0, mode: 0o111 },
+        })
+    }
+
+    fn root() -> Cred {
+        Cred { uid: 0, gid: 0, groups: vec![], pid: 42 }
+    }
+
+    fn spec(node: i32) -> SpawnSpec {
+        SpawnSpec { node, argv: vec![b"true".to_vec()], env: vec![], cwd: b"/".to_vec(), umask: 0o022, stdin_null: false }
+    }
+
+    #[test]
+    fn spawn_checks_node_range_state_and_permission() {
+        let mut e = engine(2);
+        let t0 = Instant::now();
+        assert_eq!(e.spawn(root(), spec(5)).unwrap_err(), SpawnError::NoSuchNode { node: 5, count: 2 });
+        assert_eq!(e.spawn(root(), spec(-1)).unwrap_err(), SpawnError::NoSuchNode { node: -1, count: 2 });
+        assert_eq!(e.spawn(root(), spec(0)).unwrap_err(), SpawnError::NodeNotUp { node: 0, state: NodeState::Down });
+        e.slave_attached(0, 7, "a".into(), "n0".into(), t0).unwrap();
+        let (id, fx) = e.spawn(root(), spec(0)).unwrap();
+        assert!(matches!(fx.as_slice(), [Effect::Spawn { conn: 7, id: i, .. }] if *i == id));
+        e.set_perms(0, Perms { uid: 0, gid: 0, mode: 0o100 });
+        let user = Cred { uid: 1000, gid: 1000, groups: vec![], pid: 9 };
+        assert_eq!(e.spawn(user, spec(0)).unwrap_err(), SpawnError::PermissionDenied { node: 0, uid: 1000 });
+        assert_eq!(SpawnError::NoSuchNode { node: 9, count: 4 }.to_string(), "node 9: no such node (the cluster has nodes 0-3)");
+    }
+
+    #[test]
+    fn silent_node_goes_down_and_loses_its_processes() {
+        let mut e = engine(2);
+        let t0 = Instant::now();
+        e.slave_attached(1, 3, "a".into(), "n1".into(), t0).unwrap();
+        let (id, _) = e.spawn(root(), spec(1)).unwrap();
+        assert!(e.tick(t0 + Duration::from_secs(2)).is_empty());
+        assert!(e.heard_from(3, t0 + Duration::from_secs(2)));
+        assert!(e.tick(t0 + Duration::from_secs(4)).is_empty(), "heartbeat kept it up");
+        let fx = e.tick(t0 + Duration::from_secs(6));
+        assert_eq!(fx[0], Effect::ProcLost { id });
+        assert!(matches!(fx[1], Effect::DropSlave { conn: 3, .. }));
+        assert_eq!(e.nodes()[1].state, NodeState::Down);
+        assert!(e.process(id).is_none());
+    }
+
+    #[test]
+    fn new_link_replaces_old_one() {
+        let mut e = engine(1);
+        let t0 = Instant::now();
+        e.slave_attached(0, 1, "a".into(), "n0".into(), t0).unwrap();
+        let (id, _) = e.spawn(root(), spec(0)).unwrap();
+        let fx = e.slave_attached(0, 2, "a".into(), "n0".into(), t0).unwrap();
+        assert_eq!(fx[0], Effect::ProcLost { id });
+        assert!(matches!(fx[1], Effect::DropSlave { conn: 1, .. }));
+        assert_eq!(e.conn_of_node(0), Some(2));
+        assert!(e.slave_detached(1).is_empty(), "the old link's end changes nothing");
+        assert_eq!(e.nodes()[0].state, NodeState::Up);
+    }
+
+    #[test]
+    fn events_from_the_wrong_link_are_refused() {
+        let mut e = engine(2);
+        let t0 = Instant::now();
+        e.slave_attached(0, 1, "a".into(), "n0".into(), t0).unwrap();
+        e.slave_attached(1, 2, "b".into(), "n1".into(), t0).unwrap();
+        let (id, _) = e.spawn(root(), spec(0)).unwrap();
+        assert_eq!(e.proc_event(2, id, ProcEventKind::Exited), Err(EventError::NotOurs { id }));
+        assert_eq!(e.proc_event(9, id, ProcEventKind::Exited), Err(EventError::UnknownConn { conn: 9 }));
+        assert_eq!(e.proc_event(1, id, ProcEventKind::Started { node_pid: 5 }), Ok(false));
+        assert_eq!(e.process(id).map(|p| p.node_pid), Some(Some(5)));
+        assert_eq!(e.proc_event(1, id, ProcEventKind::Exited), Ok(true));
+        assert!(e.process(id).is_none());
+    }
+
+    #[test]
+    fn a_gone_client_gets_its_process_killed() {
+        let mut e = engine(1);
+        e.slave_attached(0, 1, "a".into(), "n0".into(), Instant::now()).unwrap();
+        let (id, _) = e.spawn(root(), spec(0)).unwrap();
+        assert_eq!(e.client_gone(id), Some(Effect::Signal { conn: 1, id, signo: libc::SIGKILL }));
+        assert_eq!(e.client_gone(id + 1), None);
+    }
+}

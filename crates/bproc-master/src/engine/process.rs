@@ -1,0 +1,43 @@
+//! One remote process in the master's process table.
+
+use super::ConnId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcState {
+    Starting,
+    Running,
+    Stopped,
+}
+
+impl ProcState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcState::Starting => "starting",
+            ProcState::Running => "running",
+            ProcState::Stopped => "stopped",
+        }
+    }
+}
+
+/// What a client asked to run, in domain terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpawnSpec {
+    pub node: i32,
+    pub argv: Vec<Vec<u8>>,
+    pub env: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+    pub umask: u32,
+    pub stdin_null: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Proc {
+    pub node: u32,
+    pub conn: ConnId,
+    pub node_pid: Option<i32>,
+    pub uid: u32,
+    pub client_pid: i32,
+    pub argv: Vec<Vec<u8>>,
+    pub state: ProcState,
+    pub client_attached: bool,
+}

@@ -1,0 +1,108 @@
+//! `bpmaster`: the bproc-rs master daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bproc_master::config::Config;
+use bproc_master::engine::{Engine, EngineConfig};
+use bproc_master::runtime::{self, RuntimeConfig, Shared};
+use clap::Parser;
+
+/// The bproc-rs master: owns the cluster's node and process tables.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// TOML configuration file; flags given here override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Unix socket for clients (bpsh, bpstat, libbproc).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// TCP address on which slaves connect.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Number of nodes in the cluster (0..N-1).
+    #[arg(long)]
+    nodes: Option<u32>,
+    /// How often slaves send a heartbeat.
+    #[arg(long)]
+    heartbeat_interval_ms: Option<u32>,
+    /// A node silent for this long is marked down.
+    #[arg(long)]
+    node_timeout_ms: Option<u32>,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bpmaster: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let mut cfg = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(v) = args.socket {
+        cfg.socket = v;
+    }
+    if let Some(v) = args.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = args.nodes {
+        cfg.nodes = v;
+    }
+    if let Some(v) = args.heartbeat_interval_ms {
+        cfg.heartbeat_interval_ms = v;
+    }
+    if let Some(v) = args.node_timeout_ms {
+        cfg.node_timeout_ms = v;
+    }
+    cfg.validate()?;
+
+    let mut engine = Engine::new(EngineConfig {
+        nodes: cfg.nodes,
+        node_timeout: std::time::Duration::from_millis(cfg.node_timeout_ms.into()),
+        default_perms: cfg.default_perms(),
+    });
+    for n in 0..cfg.nodes {
+        engine.set_perms(n, cfg.perms_of(n));
+    }
+    let shared = Shared::new(
+        engine,
+        RuntimeConfig {
+            heartbeat_interval_ms: cfg.heartbeat_interval_ms,
+            link_timeout_ms: cfg.node_timeout_ms,
+            stdio_window: cfg.stdio_window,
+        },
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler can be installed at startup");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("shutting down");
+        };
+        runtime::serve(shared, &cfg.socket, cfg.listen, shutdown).await
+    })?;
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! The `Master` service for clients (bpsh, bpstat, libbproc) on the Unix socket.
+
+use std::sync::Arc;
+
+use proto::v1::{self, exec_in, master_msg};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert;
+use super::peer::peer_cred;
+use super::{ClientHandle, Shared};
+use crate::engine::ProcId;
+
+pub struct MasterService {
+    pub shared: Arc<Shared>,
+}
+
+/// Refuses a client whose protocol version differs from ours.
+#[allow(clippy::result_large_err)]
+pub fn check_client_version(req: Request<()>) -> Result<Request<()>, Status> {
+    let v = req
+        .metadata()
+        .get(proto::VERSION_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "client sent no protocol version; master speaks version {}",
+                proto::PROTOCOL_VERSION
+            ))
+        })?;
+    proto::check_version("client", v).map_err(Status::failed_precondition)?;
+    Ok(req)
+}
+
+#[tonic::async_trait]
+impl v1::master_server::Master for MasterService {
+    type ExecStream = UnboundedReceiverStream<Result<v1::ExecOut, Status>>;
+
+    #[tracing::instrument(skip_all)]
+    async fn exec(&self, req: Request<Streaming<v1::ExecIn>>) -> Result<Response<Self::ExecStream>, Status> {
+        let cred = peer_cred(&req)?;
+        let mut inbound = req.into_inner();
+        let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("stream ended before start"))?;
+        let Some(exec_in::Msg::Start(start)) = first.msg else {
+            return Err(Status::invalid_argument("the first message of exec must be start"));
+        };
+        let spec = convert::spec_from_start(start)?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let id = {
+            let mut st = self.shared.lock();
+            let (id, effects) = st.engine.spawn(cred.clone(), spec).map_err(convert::spawn_status)?;
+            st.clients.insert(id, ClientHandle { tx, stdin_outstanding: 0 });
+            st.apply(effects);
+            id
+        };
+        tracing::debug!(id, uid = cred.uid, pid = cred.pid, "exec");
+        tokio::spawn(read_client(self.shared.clone(), id, inbound));
+        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+
+    async fn nodes(&self, _req: Request<v1::NodesRequest>) -> Result<Response<v1::NodesReply>, Status> {
+        let st = self.shared.lock();
+        let mut counts = vec![0u32; st.engine.nodes().len()];
+        for (_, p) in st.engine.processes() {
+            if let Some(c) = counts.get_mut(p.node as usize) {
+                *c += 1;
+            }
+        }
+        let nodes = st
+            .engine
+            .nodes()
+            .iter()
+            .map(|n| v1::NodeInfo {
+                node: n.number as i32,
+                state: n.state.as_str().to_string(),
+                addr: n.link.as_ref().map(|l| l.addr.clone()).unwrap_or_default(),
+                mode: n.perms.mode,
+                uid: n.perms.uid,
+                gid: n.perms.gid,
+                hostname: n.link.as_ref().map(|l| l.hostname.clone()).unwrap_or_default(),
+                processes: counts[n.number as usize],
+            })
+            .collect();
+        Ok(Response::new(v1::NodesReply { nodes }))
+    }
+
+    async fn processes(&self, _req: Request<v1::ProcessesRequest>) -> Result<Response<v1::ProcessesReply>, Status> {
+        let st = self.shared.lock();
+        let processes = st
+            .engine
+            .processes()
+            .map(|(id, p)| v1::ProcessInfo {
+                id: *id,
+                node: p.node as i32,
+                node_pid: p.node_pid.unwrap_or(0),
+                uid: p.uid,
+                argv: p.argv.clone(),
+                client_pid: p.client_pid,
+                state: p.state.as_str().to_string(),
+            })
+            .collect();
+        Ok(Response::new(v1::ProcessesReply { processes }))
+    }
+}
+
+/// Relays what the client sends for process `id` until the client goes.
+async fn read_client(shared: Arc<Shared>, id: ProcId, mut inbound: Streaming<v1::ExecIn>) {
+    let window = shared.cfg.stdio_window;
+    loop {
+        let msg = match inbound.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) | Err(_) => break,
+        };
+        let mut st = shared.lock();
+        let Some(conn) = st.engine.process(id).map(|p| p.conn) else {
+            // The process has ended; what the client still sends is moot.
+            continue;
+        };
+        match msg.msg {
+            Some(exec_in::Msg::Stdin(mut data)) => {
+                data.id = id;
+                data.stream = v1::StdStream::Stdin as i32;
+                let over = match st.clients.get_mut(&id) {
+                    Some(c) => {
+                        c.stdin_outstanding += data.data.len() as u64;
+                        c.stdin_outstanding > window
+                    }
+                    None => false,
+                };
+                if over {
+                    if let Some(c) = st.clients.get(&id) {
+                        let _ = c.tx.send(Err(Status::resource_exhausted("stdin sent beyond the credit window")));
+                    }
+                    break;
+                }
+                st.send_slave(conn, master_msg::Msg::Input(data));
+            }
+            Some(exec_in::Msg::Signal(sig)) => {
+                if (1..=64).contains(&sig.signo) {
+                    let effect = st.engine.signal(id, sig.signo);
+                    st.apply(effect.into_iter().collect());
+                }
+            }
+            Some(exec_in::Msg::OutputAck(mut ack)) => {
+                ack.id = id;
+                st.send_slave(conn, master_msg::Msg::OutputAck(ack));
+            }
+            Some(exec_in::Msg::Start(_)) | None => {
+                if let Some(c) = st.clients.get(&id) {
+                    let _ = c.tx.send(Err(Status::invalid_argument("unexpected message after start")));
+                }
+                break;
+            }
+        }
+    }
+    let mut st = shared.lock();
+    st.clients.remove(&id);
+    let effect = st.engine.client_gone(id);
+    st.apply(effect.into_iter().collect());
+}

@@ -1,0 +1,114 @@
+//! Binds the two listeners (clients on a Unix socket, slaves on TCP) and
+//! runs the heartbeat clock until asked to stop.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::v1::{master_server::MasterServer, slave_link_server::SlaveLinkServer};
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+
+use super::client_api::{check_client_version, MasterService};
+use super::slave_link::SlaveLinkService;
+use super::Shared;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("another master is already serving {path}")]
+    SocketInUse { path: PathBuf },
+    #[error("cannot {what} {path}")]
+    Socket { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("cannot listen for slaves on {addr}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("server failed")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Window sizes that let one stdio stream run at memory speed.
+const STREAM_WINDOW: u32 = 8 << 20;
+const CONN_WINDOW: u32 = 32 << 20;
+
+fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServeError::SocketInUse { path: path.into() });
+        }
+        std::fs::remove_file(path).map_err(|source| ServeError::Socket { what: "remove stale", path: path.into(), source })?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| ServeError::Socket { what: "create the directory of", path: path.into(), source })?;
+    }
+    let listener = UnixListener::bind(path).map_err(|source| ServeError::Socket { what: "bind", path: path.into(), source })?;
+    // Anyone may connect; who they are is decided by SO_PEERCRED per call.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .map_err(|source| ServeError::Socket { what: "chmod", path: path.into(), source })?;
+    Ok(listener)
+}
+
+fn server() -> Server {
+    Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONN_WINDOW)
+        .max_frame_size(1 << 20)
+        .tcp_nodelay(true)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    shared: Arc<Shared>,
+    socket: &Path,
+    listen: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let unix = bind_unix(socket)?;
+    let tcp = TcpListener::bind(listen).await.map_err(|source| ServeError::Listen { addr: listen, source })?;
+    tracing::info!(socket = %socket.display(), slaves = %listen, "master serving");
+
+    let master = MasterServer::new(MasterService { shared: shared.clone() })
+        .max_decoding_message_size(proto::MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(proto::MAX_MESSAGE_SIZE);
+    let master = tonic::service::interceptor::InterceptedService::new(master, check_client_version);
+    let slaves = SlaveLinkServer::new(SlaveLinkService { shared: shared.clone() })
+        .max_decoding_message_size(proto::MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(proto::MAX_MESSAGE_SIZE);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let clients = server().add_service(master).serve_with_incoming_shutdown(UnixListenerStream::new(unix), stopped(stop_rx.clone()));
+    let slave_srv = server()
+        .http2_keepalive_interval(Some(Duration::from_secs(5)))
+        .add_service(slaves)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stopped(stop_rx.clone()));
+    let ticker = tick(shared.clone(), stop_rx);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let (a, b, ()) = tokio::join!(clients, slave_srv, ticker);
+    let _ = std::fs::remove_file(socket);
+    a?;
+    b?;
+    Ok(())
+}
+
+/// The heartbeat clock: nodes silent past the timeout go down.
+async fn tick(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let period = Duration::from_millis(u64::from(shared.cfg.heartbeat_interval_ms.max(10)) / 2);
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let mut st = shared.lock();
+        let effects = st.engine.tick(Instant::now());
+        st.apply(effects);
+    }
+}

@@ -1,0 +1,143 @@
+//! The `SlaveLink` service: one long-lived stream per slave.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::v1::{self, master_msg, slave_msg, exec_out};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert;
+use super::ratelimit::RateLimit;
+use super::{Shared, SlaveHandle};
+use crate::engine::ConnId;
+
+static BAD_SLAVE_MSG: RateLimit = RateLimit::new(5);
+
+/// How long a new link may take to say who it is.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct SlaveLinkService {
+    pub shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl v1::slave_link_server::SlaveLink for SlaveLinkService {
+    type AttachStream = UnboundedReceiverStream<Result<v1::MasterMsg, Status>>;
+
+    #[tracing::instrument(skip_all, fields(peer = ?req.remote_addr()))]
+    async fn attach(&self, req: Request<Streaming<v1::SlaveMsg>>) -> Result<Response<Self::AttachStream>, Status> {
+        let addr = req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let mut inbound = req.into_inner();
+        let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no register message within 5 s"))??
+            .ok_or_else(|| Status::invalid_argument("link closed before register"))?;
+        let Some(slave_msg::Msg::Register(reg)) = first.msg else {
+            return Err(Status::invalid_argument("the first message on a slave link must be register"));
+        };
+        proto::check_version("slave", reg.protocol_version).map_err(Status::failed_precondition)?;
+        let hostname: String = reg.hostname.chars().take(64).collect();
+
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let welcome = v1::Welcome {
+            protocol_version: proto::PROTOCOL_VERSION,
+            heartbeat_interval_ms: self.shared.cfg.heartbeat_interval_ms,
+            link_timeout_ms: self.shared.cfg.link_timeout_ms,
+            stdio_window: self.shared.cfg.stdio_window,
+        };
+        let _ = tx.send(Ok(convert::master_msg(master_msg::Msg::Welcome(welcome))));
+        let conn = {
+            let mut st = self.shared.lock();
+            let conn = st.next_conn;
+            st.next_conn += 1;
+            let effects = st
+                .engine
+                .slave_attached(reg.node, conn, addr.clone(), hostname, Instant::now())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            st.slaves.insert(conn, SlaveHandle { tx, reader: None });
+            st.apply(effects);
+            conn
+        };
+        tracing::info!(node = reg.node, conn, %addr, "node up");
+        let task = tokio::spawn(read_slave(self.shared.clone(), conn, reg.node, inbound));
+        if let Some(h) = self.shared.lock().slaves.get_mut(&conn) {
+            h.reader = Some(task.abort_handle());
+        }
+        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+}
+
+async fn read_slave(shared: Arc<Shared>, conn: ConnId, node: u32, mut inbound: Streaming<v1::SlaveMsg>) {
+    let end = loop {
+        match inbound.message().await {
+            Ok(Some(msg)) => {
+                if let Err(why) = handle(&shared, conn, msg) {
+                    if BAD_SLAVE_MSG.allow() {
+                        tracing::warn!(node, conn, %why, "ignoring a bad message from a slave");
+                    }
+                }
+            }
+            Ok(None) => break "link closed".to_string(),
+            Err(e) => break format!("link failed: {}", e.message()),
+        }
+    };
+    let mut st = shared.lock();
+    if st.slaves.remove(&conn).is_some() {
+        tracing::warn!(node, conn, %end, "node down");
+    }
+    let effects = st.engine.slave_detached(conn);
+    st.apply(effects);
+}
+
+fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String> {
+    let mut st = shared.lock();
+    if !st.engine.heard_from(conn, Instant::now()) {
+        return Err("message on a link that is no longer current".into());
+    }
+    match msg.msg {
+        Some(slave_msg::Msg::Heartbeat(hb)) => {
+            st.send_slave(conn, master_msg::Msg::Heartbeat(hb));
+        }
+        Some(slave_msg::Msg::Event(ev)) => {
+            let kind = convert::event_kind(&ev).ok_or("process event of unknown kind")?;
+            let gone = st.engine.proc_event(conn, ev.id, kind).map_err(|e| e.to_string())?;
+            let id = ev.id;
+            let out = convert::exec_out(exec_out::Msg::Event(ev));
+            if gone {
+                if let Some(client) = st.clients.remove(&id) {
+                    let _ = client.tx.send(Ok(out));
+                }
+            } else if let Some(client) = st.clients.get(&id) {
+                let _ = client.tx.send(Ok(out));
+            }
+        }
+        Some(slave_msg::Msg::Output(data)) => {
+            st.engine.check_owner(conn, data.id).map_err(|e| e.to_string())?;
+            if data.stream == v1::StdStream::Stdin as i32 {
+                return Err("output on the stdin stream".into());
+            }
+            match st.clients.get(&data.id) {
+                Some(client) => {
+                    let _ = client.tx.send(Ok(convert::exec_out(exec_out::Msg::Output(data))));
+                }
+                // Nobody reads it any more: grant the credit back so the
+                // node drains the process's output.
+                None => {
+                    let ack = v1::StdioAck { id: data.id, stream: data.stream, bytes: data.data.len() as u64 };
+                    st.send_slave(conn, master_msg::Msg::OutputAck(ack));
+                }
+            }
+        }
+        Some(slave_msg::Msg::StdinAck(ack)) => {
+            st.engine.check_owner(conn, ack.id).map_err(|e| e.to_string())?;
+            if let Some(client) = st.clients.get_mut(&ack.id) {
+                client.stdin_outstanding = client.stdin_outstanding.saturating_sub(ack.bytes);
+                let _ = client.tx.send(Ok(convert::exec_out(exec_out::Msg::StdinAck(ack))));
+            }
+        }
+        Some(slave_msg::Msg::Register(_)) => return Err("second register on one link".into()),
+        None => return Err("empty message".into()),
+    }
+    Ok(())
+}
