@@ -1,0 +1,109 @@
+//! `bpslave`: the bproc-rs node daemon.
+
+use std::time::Duration;
+
+use bproc_slave::link::{run_link, LinkError, SlaveId};
+use bproc_slave::procs::Procs;
+use bproc_slave::{reaper, sys};
+use clap::Parser;
+
+/// The bproc-rs slave: runs the master's processes on this node.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// The master's slave port, HOST:PORT.
+    #[arg(long)]
+    master: String,
+    /// This node's number.
+    #[arg(long)]
+    node: u32,
+    /// Set this node's hostname (in its own UTS namespace).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Longest wait between two connection attempts.
+    #[arg(long, default_value_t = 2000)]
+    max_backoff_ms: u64,
+    /// Output credit per process stream (bytes).
+    #[arg(long, default_value_t = 8 << 20)]
+    stdio_window: usize,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bpslave: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bpslave: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(name) = &args.hostname {
+        sys::sethostname(name).map_err(|e| anyhow::anyhow!("cannot set hostname {name}: {e}"))?;
+    }
+    if std::process::id() != 1 {
+        sys::become_subreaper().map_err(|e| anyhow::anyhow!("cannot become a subreaper: {e}"))?;
+    }
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    let id = SlaveId { master: args.master.clone(), node: args.node, hostname };
+    let procs = Procs::new(args.stdio_window);
+    tokio::spawn({
+        let procs = procs.clone();
+        async move {
+            if let Err(e) = reaper::reap(procs).await {
+                tracing::error!(error = %e, "reaper stopped");
+            }
+        }
+    });
+    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = stop_tx.send(true);
+    });
+
+    let base = Duration::from_millis(50);
+    let max = Duration::from_millis(args.max_backoff_ms.max(50));
+    let mut backoff = base;
+    loop {
+        let started = tokio::time::Instant::now();
+        let result = run_link(&id, &procs, &mut stop).await;
+        procs.kill_all();
+        match result {
+            Ok(()) => {
+                tracing::info!("stopping");
+                return Ok(());
+            }
+            Err(LinkError::Refused(why)) => anyhow::bail!("the master refused this slave: {why}"),
+            Err(e) => tracing::warn!(error = %e, "link down; reconnecting"),
+        }
+        // A link that lived a while starts the backoff afresh.
+        if started.elapsed() > max {
+            backoff = base;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        backoff = (backoff * 2).min(max);
+    }
+}

@@ -1,0 +1,322 @@
+//! The slave's process table: spawning, stdio relay, signals and the exact
+//! wait status of every process the master asked for.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use proto::v1::{self, proc_event::Kind, slave_msg};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::credit::Credit;
+use crate::sys::{self, ExecPlan, WaitEvent};
+
+/// Largest chunk read from a process's output at once.
+const CHUNK: usize = 256 * 1024;
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub type Outbox = mpsc::UnboundedSender<v1::SlaveMsg>;
+
+enum StdinCmd {
+    Data(Bytes),
+    Eof,
+}
+
+struct Entry {
+    id: u64,
+    stdin: Option<mpsc::UnboundedSender<StdinCmd>>,
+    credits: [Credit; 2],
+    exit: Option<oneshot::Sender<i32>>,
+    /// The link that asked for the process, which hears about it.
+    out: Outbox,
+}
+
+#[derive(Default)]
+struct Table {
+    by_pid: HashMap<i32, Entry>,
+    pid_of: HashMap<u64, i32>,
+}
+
+/// Every process this slave runs, whichever link asked for it.
+#[derive(Clone)]
+pub struct Procs {
+    table: Arc<Mutex<Table>>,
+    window: usize,
+}
+
+fn send(out: &Outbox, msg: slave_msg::Msg) {
+    let _ = out.send(v1::SlaveMsg { msg: Some(msg) });
+}
+
+fn event(out: &Outbox, id: u64, kind: Kind, f: impl FnOnce(&mut v1::ProcEvent)) {
+    let mut ev = v1::ProcEvent { id, kind: kind as i32, ..Default::default() };
+    f(&mut ev);
+    send(out, slave_msg::Msg::Event(ev));
+}
+
+fn cstring(bytes: &[u8], what: &str) -> Result<CString, String> {
+    CString::new(bytes).map_err(|_| format!("{what} contains a NUL byte"))
+}
+
+/// Turns a spawn request into an exec plan (the PATH search list comes from
+/// the caller's own environment, as execvp would do it).
+pub fn plan(req: &v1::SpawnRequest) -> Result<ExecPlan, String> {
+    let cred = req.cred.as_ref().ok_or("spawn without credentials")?;
+    let argv = req.argv.iter().map(|a| cstring(a, "argument")).collect::<Result<Vec<_>, _>>()?;
+    let prog = req.argv.first().ok_or("empty command line")?;
+    let envp = req.env.iter().map(|e| cstring(e, "environment entry")).collect::<Result<Vec<_>, _>>()?;
+    let candidates = if prog.contains(&b'/') {
+        vec![cstring(prog, "program")?]
+    } else {
+        let path = req
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix(b"PATH="))
+            .unwrap_or(DEFAULT_PATH.as_bytes());
+        path.split(|b| *b == b':')
+            .map(|dir| {
+                let dir = if dir.is_empty() { &b"."[..] } else { dir };
+                let mut full = dir.to_vec();
+                full.push(b'/');
+                full.extend_from_slice(prog);
+                cstring(&full, "program path")
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    Ok(ExecPlan {
+        candidates,
+        argv,
+        envp,
+        cwd: cstring(if req.cwd.is_empty() { b"/" } else { &req.cwd }, "directory")?,
+        umask: req.umask & 0o777,
+        uid: cred.uid,
+        gid: cred.gid,
+        groups: cred.groups.clone(),
+        stdin_null: req.stdin_null,
+    })
+}
+
+impl Procs {
+    pub fn new(window: usize) -> Self {
+        Procs { table: Arc::default(), window }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the process the master asked for and reports on it through `out`.
+    pub fn spawn(&self, req: v1::SpawnRequest, out: &Outbox) {
+        let id = req.id;
+        let plan = match plan(&req) {
+            Ok(p) => p,
+            Err(why) => {
+                tracing::warn!(id, %why, "bad spawn request");
+                event(out, id, Kind::ExecFailed, |e| e.errno = libc::EINVAL);
+                event(out, id, Kind::Exited, |e| e.wait_status = 126 << 8);
+                return;
+            }
+        };
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let credits = [Credit::new(self.window), Credit::new(self.window)];
+        // The table stays locked across fork so the reaper cannot see the
+        // child's exit before the child is in the table.
+        let child = {
+            let mut t = self.lock();
+            let child = match sys::spawn(&plan) {
+                Ok(c) => c,
+                Err(e) => {
+                    drop(t);
+                    tracing::warn!(id, error = %e, "fork failed");
+                    event(out, id, Kind::ExecFailed, |ev| ev.errno = e.raw_os_error().unwrap_or(libc::EAGAIN));
+                    event(out, id, Kind::Exited, |ev| ev.wait_status = 126 << 8);
+                    return;
+                }
+            };
+            t.by_pid.insert(child.pid, Entry { id, stdin: None, credits: credits.clone(), exit: Some(exit_tx), out: out.clone() });
+            t.pid_of.insert(id, child.pid);
+            child
+        };
+        let pid = child.pid;
+        tracing::debug!(id, pid, "spawned");
+        event(out, id, Kind::Started, |e| e.node_pid = pid);
+
+        if let Some(fd) = child.stdin {
+            let (tx, rx) = mpsc::unbounded_channel();
+            if let Some(e) = self.lock().by_pid.get_mut(&pid) {
+                e.stdin = Some(tx);
+            }
+            tokio::spawn(relay_stdin(id, fd, rx, out.clone()));
+        }
+        let [c_out, c_err] = credits;
+        let stdout = tokio::spawn(relay_output(id, v1::StdStream::Stdout, child.stdout, c_out, out.clone()));
+        let stderr = tokio::spawn(relay_output(id, v1::StdStream::Stderr, child.stderr, c_err, out.clone()));
+        let out = out.clone();
+        tokio::spawn(async move {
+            if let Some(errno) = read_exec_status(child.exec_status).await {
+                event(&out, id, Kind::ExecFailed, |e| e.errno = errno);
+            }
+            let _ = stdout.await;
+            let _ = stderr.await;
+            // The reaper always answers (or the table was torn down with the link).
+            let status = exit_rx.await.unwrap_or(libc::SIGKILL);
+            event(&out, id, Kind::Exited, |e| e.wait_status = status);
+        });
+    }
+
+    /// Passes stdin from the master to process `id`.
+    pub fn stdin(&self, data: v1::StdioData) {
+        let t = self.lock();
+        let Some(tx) = t.pid_of.get(&data.id).and_then(|pid| t.by_pid.get(pid)).and_then(|e| e.stdin.as_ref()) else {
+            return;
+        };
+        if !data.data.is_empty() {
+            let _ = tx.send(StdinCmd::Data(data.data));
+        }
+        if data.eof {
+            let _ = tx.send(StdinCmd::Eof);
+        }
+    }
+
+    /// The master has passed on `ack.bytes` of a process's output.
+    pub fn output_ack(&self, ack: &v1::StdioAck) {
+        let t = self.lock();
+        let idx = if ack.stream == v1::StdStream::Stderr as i32 { 1 } else { 0 };
+        if let Some(e) = t.pid_of.get(&ack.id).and_then(|pid| t.by_pid.get(pid)) {
+            e.credits[idx].ack(ack.bytes, self.window);
+        }
+    }
+
+    /// Delivers a signal to process `id`.
+    pub fn signal(&self, id: u64, signo: i32) {
+        let pid = self.lock().pid_of.get(&id).copied();
+        if let Some(pid) = pid {
+            if let Err(e) = sys::kill(pid, signo) {
+                tracing::debug!(id, pid, signo, error = %e, "kill failed");
+            }
+        }
+    }
+
+    /// A child changed state (from the reaper). Unknown pids are orphans
+    /// that we reaped as PID 1 / subreaper; they need nothing more.
+    pub fn on_wait(&self, ev: WaitEvent) {
+        let mut t = self.lock();
+        if ev.exited() {
+            if let Some(mut entry) = t.by_pid.remove(&ev.pid) {
+                t.pid_of.remove(&entry.id);
+                if let Some(tx) = entry.exit.take() {
+                    let _ = tx.send(ev.status);
+                }
+            }
+        } else if let Some(entry) = t.by_pid.get(&ev.pid) {
+            if ev.stopped() {
+                event(&entry.out, entry.id, Kind::Stopped, |e| e.wait_status = ev.status);
+            } else if ev.continued() {
+                event(&entry.out, entry.id, Kind::Continued, |e| e.wait_status = ev.status);
+            }
+        }
+    }
+
+    /// Kills every process (the link to the master is gone).
+    pub fn kill_all(&self) {
+        let t = self.lock();
+        for (pid, e) in &t.by_pid {
+            let _ = sys::kill(*pid, libc::SIGKILL);
+            for c in &e.credits {
+                c.close();
+            }
+        }
+        if !t.by_pid.is_empty() {
+            tracing::warn!(count = t.by_pid.len(), "killed every process of the lost link");
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().by_pid.len()
+    }
+}
+
+async fn read_exec_status(fd: OwnedFd) -> Option<i32> {
+    let mut rx = pipe::Receiver::from_owned_fd(fd).ok()?;
+    let mut buf = [0u8; 4];
+    match rx.read_exact(&mut buf).await {
+        Ok(_) => Some(i32::from_ne_bytes(buf)),
+        Err(_) => None,
+    }
+}
+
+async fn relay_output(id: u64, stream: v1::StdStream, fd: OwnedFd, credit: Credit, out: Outbox) {
+    let mut rx = match pipe::Receiver::from_owned_fd(fd) {
+        Ok(rx) => rx,
+        Err(e) => {
+            tracing::warn!(id, error = %e, "cannot watch output pipe");
+            return;
+        }
+    };
+    loop {
+        credit.take(CHUNK).await;
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        // A read error ends the stream like EOF does.
+        let n = rx.read_buf(&mut buf).await.unwrap_or_default();
+        credit.give(CHUNK - n);
+        let eof = n == 0;
+        send(&out, slave_msg::Msg::Output(v1::StdioData { id, stream: stream as i32, data: buf.freeze(), eof }));
+        if eof {
+            return;
+        }
+    }
+}
+
+async fn relay_stdin(id: u64, fd: OwnedFd, mut rx: mpsc::UnboundedReceiver<StdinCmd>, out: Outbox) {
+    let mut pipe = pipe::Sender::from_owned_fd(fd).ok();
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            StdinCmd::Data(data) => {
+                let len = data.len() as u64;
+                if let Some(p) = pipe.as_mut() {
+                    if p.write_all(&data).await.is_err() {
+                        // The process closed its stdin: what follows is dropped.
+                        pipe = None;
+                    }
+                }
+                let ack = v1::StdioAck { id, stream: v1::StdStream::Stdin as i32, bytes: len };
+                send(&out, slave_msg::Msg::StdinAck(ack));
+            }
+            StdinCmd::Eof => pipe = None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(argv: &[&str], env: &[&str]) -> v1::SpawnRequest {
+        v1::SpawnRequest {
+            id: 1,
+            argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            env: env.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            cwd: b"/tmp".to_vec(),
+            umask: 0o7022,
+            cred: Some(v1::Credentials { uid: 5, gid: 6, groups: vec![7] }),
+            stdin_null: false,
+        }
+    }
+
+    #[test]
+    fn path_search_uses_the_callers_path() {
+        let p = plan(&req(&["ls"], &["PATH=/a::/b"])).expect("plan");
+        let c: Vec<_> = p.candidates.iter().map(|c| c.to_str().expect("utf8")).collect();
+        assert_eq!(c, ["/a/ls", "./ls", "/b/ls"]);
+        assert_eq!(p.umask, 0o022);
+        assert_eq!((p.uid, p.gid, p.groups.clone()), (5, 6, vec![7]));
+        let p = plan(&req(&["/bin/ls"], &[])).expect("plan");
+        assert_eq!(p.candidates.len(), 1);
+        assert!(plan(&req(&["x"], &[])).expect("plan").candidates.len() > 3, "default PATH");
+        assert!(plan(&v1::SpawnRequest { cred: None, ..req(&["x"], &[]) }).is_err());
+    }
+}

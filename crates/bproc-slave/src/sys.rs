@@ -1,0 +1,274 @@
+//! The slave's one seam to the kernel: fork/exec with credentials, pipes,
+//! signals, reaping. Every `unsafe` block of the slave lives here.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// Everything a new process needs, prepared before fork so that the child
+/// only makes async-signal-safe calls.
+#[derive(Debug)]
+pub struct ExecPlan {
+    /// Paths to try, in order (the PATH search is done by the child, with
+    /// the user's own permissions).
+    pub candidates: Vec<CString>,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub cwd: CString,
+    pub umask: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub stdin_null: bool,
+}
+
+/// The parent's ends of a new process's pipes.
+#[derive(Debug)]
+pub struct Child {
+    pub pid: i32,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    /// Closed by a successful exec; carries the errno of a failed one.
+    pub exec_status: OwnedFd,
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// A pipe with both ends close-on-exec: (read, write).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both are new descriptors owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Grows a pipe's buffer for bulk stdio; failure only costs speed.
+fn grow_pipe(fd: &OwnedFd) {
+    // SAFETY: F_SETPIPE_SZ on a pipe we own; no memory is passed.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+}
+
+/// Exit code of a child whose exec failed with `errno`, as a shell gives it.
+pub fn exec_failure_code(errno: i32) -> i32 {
+    if errno == libc::ENOENT || errno == libc::ENOTDIR {
+        127
+    } else {
+        126
+    }
+}
+
+/// Forks and execs `plan` in a new process group with the plan's
+/// credentials, umask and directory.
+pub fn spawn(plan: &ExecPlan) -> io::Result<Child> {
+    let (stdin_r, stdin_w) = if plan.stdin_null {
+        let null = CString::new("/dev/null").expect("no NUL in a literal");
+        // SAFETY: `null` is a valid C string; the result is checked.
+        let fd = cvt(unsafe { libc::open(null.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })?;
+        // SAFETY: open succeeded, so `fd` is a new descriptor we own.
+        (unsafe { OwnedFd::from_raw_fd(fd) }, None)
+    } else {
+        let (r, w) = pipe()?;
+        grow_pipe(&w);
+        (r, Some(w))
+    };
+    let (stdout_r, stdout_w) = pipe()?;
+    grow_pipe(&stdout_w);
+    let (stderr_r, stderr_w) = pipe()?;
+    let (status_r, status_w) = pipe()?;
+
+    let argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let envp: Vec<*const libc::c_char> = plan.envp.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let groups: Vec<libc::gid_t> = plan.groups.clone();
+    let root = CString::new("/").expect("no NUL in a literal");
+    let fds = [stdin_r.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()];
+    let status_fd = status_w.as_raw_fd();
+
+    // SAFETY: fork is called with everything the child needs already
+    // allocated; the child below only makes async-signal-safe calls (setpgid,
+    // sigprocmask, signal, dup2, setgroups, setres[ug]id, umask, chdir,
+    // execve, write, _exit) on memory prepared above, and never returns.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid == 0 {
+        // SAFETY: we are the child of fork; see above for why these calls are safe.
+        unsafe { child(plan, &argv, &envp, &groups, &root, fds, status_fd) }
+    }
+    drop((stdin_r, stdout_w, stderr_w, status_w));
+    Ok(Child { pid, stdin: stdin_w, stdout: stdout_r, stderr: stderr_r, exec_status: status_r })
+}
+
+/// The child side of [`spawn`]. Never returns.
+///
+/// # Safety
+/// Must only be called in the child of a fork, with pointers into memory
+/// that the parent prepared before forking.
+unsafe fn child(
+    plan: &ExecPlan,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    groups: &[libc::gid_t],
+    root: &CString,
+    fds: [libc::c_int; 3],
+    status_fd: libc::c_int,
+) -> ! {
+    // SAFETY: the caller guarantees we are a freshly forked child; all calls
+    // are async-signal-safe and use memory that outlives them.
+    unsafe {
+        let fail = |errno: i32| -> ! {
+            let bytes = errno.to_ne_bytes();
+            libc::write(status_fd, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(exec_failure_code(errno))
+        };
+        libc::setpgid(0, 0);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..libc::SIGRTMIN() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        for (target, fd) in fds.iter().enumerate() {
+            if libc::dup2(*fd, target as libc::c_int) < 0 {
+                fail(*libc::__errno_location());
+            }
+        }
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+            || libc::setresgid(plan.gid, plan.gid, plan.gid) != 0
+            || libc::setresuid(plan.uid, plan.uid, plan.uid) != 0
+        {
+            fail(*libc::__errno_location());
+        }
+        libc::umask(plan.umask as libc::mode_t);
+        if libc::chdir(plan.cwd.as_ptr()) != 0 {
+            libc::chdir(root.as_ptr());
+        }
+        let mut errno = libc::ENOENT;
+        for path in &plan.candidates {
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            let e = *libc::__errno_location();
+            // As execvp: remember a permission problem over "not found".
+            if e != libc::ENOENT && e != libc::ENOTDIR && !(errno == libc::EACCES && e != libc::EACCES) {
+                errno = e;
+            }
+        }
+        fail(errno)
+    }
+}
+
+/// Sends `sig` to `pid`.
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill takes plain integers.
+    cvt(unsafe { libc::kill(pid, sig) }).map(|_| ())
+}
+
+/// What waitpid reported for one child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitEvent {
+    pub pid: i32,
+    pub status: i32,
+}
+
+impl WaitEvent {
+    pub fn exited(&self) -> bool {
+        libc::WIFEXITED(self.status) || libc::WIFSIGNALED(self.status)
+    }
+    pub fn stopped(&self) -> bool {
+        libc::WIFSTOPPED(self.status)
+    }
+    pub fn continued(&self) -> bool {
+        libc::WIFCONTINUED(self.status)
+    }
+}
+
+/// Reaps one child that changed state, without blocking. `Ok(None)` when
+/// there is none (or no children at all).
+pub fn wait_any() -> io::Result<Option<WaitEvent>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid int for waitpid to write.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED) };
+    match pid {
+        0 => Ok(None),
+        p if p > 0 => Ok(Some(WaitEvent { pid: p, status })),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ECHILD) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Makes this process the reaper of its orphaned descendants (when it is
+/// not already PID 1 of its namespace).
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag.
+    cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }).map(|_| ())
+}
+
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes.
+    cvt(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn plan(argv: &[&str], candidates: &[&str]) -> ExecPlan {
+        ExecPlan {
+            candidates: candidates.iter().map(|c| CString::new(*c).expect("c")).collect(),
+            argv: argv.iter().map(|c| CString::new(*c).expect("c")).collect(),
+            envp: vec![CString::new("A=b").expect("c")],
+            cwd: CString::new("/nonexistent-dir").expect("c"),
+            umask: 0o027,
+            // SAFETY: getuid/getgid cannot fail.
+            uid: unsafe { libc::getuid() },
+            // SAFETY: as above.
+            gid: unsafe { libc::getgid() },
+            groups: vec![],
+            stdin_null: true,
+        }
+    }
+
+    fn wait(pid: i32) -> i32 {
+        let mut status = 0;
+        // SAFETY: `status` is valid for waitpid to write.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        status
+    }
+
+    #[test]
+    fn exec_runs_with_env_umask_and_fallback_cwd() {
+        let p = plan(&["sh", "-c", "echo $A; umask; pwd"], &["/no/such/sh", "/bin/sh"]);
+        let child = spawn(&p).expect("spawn");
+        let mut out = String::new();
+        std::fs::File::from(child.stdout).read_to_string(&mut out).expect("read");
+        let mut st = Vec::new();
+        std::fs::File::from(child.exec_status).read_to_end(&mut st).expect("read");
+        assert!(st.is_empty(), "exec succeeded");
+        assert_eq!(out, "b\n0027\n/\n");
+        assert_eq!(wait(child.pid), 0);
+    }
+
+    #[test]
+    fn exec_failure_reports_errno_and_127() {
+        let child = spawn(&plan(&["nope"], &["/no/such/file"])).expect("spawn");
+        let mut st = Vec::new();
+        std::fs::File::from(child.exec_status).read_to_end(&mut st).expect("read");
+        assert_eq!(i32::from_ne_bytes(st[..4].try_into().expect("4 bytes")), libc::ENOENT);
+        let status = wait(child.pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 127);
+        assert_eq!(exec_failure_code(libc::EACCES), 126);
+    }
+}
