@@ -9,6 +9,8 @@ use crate::engine::Perms;
 
 /// Where clients look for the master when `BPROC_SOCKET` is not set.
 pub const DEFAULT_SOCKET: &str = "/run/bproc/master.sock";
+/// Smallest stdio credit window: bpsh keeps up to 1 MiB of stdin in flight.
+pub const MIN_STDIO_WINDOW: u64 = 1 << 20;
 /// BProc's master port.
 pub const DEFAULT_PORT: u16 = 2223;
 
@@ -83,8 +85,8 @@ impl Config {
         if self.default_mode > 0o777 {
             return Err(ConfigError::Invalid(format!("default_mode {:o} is not a permission mode", self.default_mode)));
         }
-        if self.stdio_window < 64 * 1024 {
-            return Err(ConfigError::Invalid("stdio_window must be at least 64 KiB".into()));
+        if !(MIN_STDIO_WINDOW..=1 << 30).contains(&self.stdio_window) {
+            return Err(ConfigError::Invalid("stdio_window must be between 1 MiB and 1 GiB".into()));
         }
         for n in &self.node_overrides {
             if n.number >= self.nodes {

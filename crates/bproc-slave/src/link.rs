@@ -68,6 +68,7 @@ pub async fn run_link(id: &SlaveId, procs: &Procs, stop: &mut tokio::sync::watch
         }
         Err(s) => return Err(LinkError::Failed(s.message().to_string())),
     };
+    procs.set_window(welcome.stdio_window as usize);
     let interval = Duration::from_millis(welcome.heartbeat_interval_ms.max(10).into());
     let silence = Duration::from_millis(welcome.link_timeout_ms.max(100).into());
     tracing::info!(node = id.node, master = %id.master, ?interval, "registered");

@@ -23,9 +23,6 @@ struct Args {
     /// Longest wait between two connection attempts.
     #[arg(long, default_value_t = 2000)]
     max_backoff_ms: u64,
-    /// Output credit per process stream (bytes).
-    #[arg(long, default_value_t = 8 << 20)]
-    stdio_window: usize,
 }
 
 fn main() -> std::process::ExitCode {
@@ -59,7 +56,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
     let id = SlaveId { master: args.master.clone(), node: args.node, hostname };
-    let procs = Procs::new(args.stdio_window);
+    let procs = Procs::new(8 << 20);
     tokio::spawn({
         let procs = procs.clone();
         async move {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
@@ -45,7 +46,8 @@ struct Table {
 #[derive(Clone)]
 pub struct Procs {
     table: Arc<Mutex<Table>>,
-    window: usize,
+    /// Output credit per stream, as the master's welcome set it.
+    window: Arc<AtomicUsize>,
 }
 
 fn send(out: &Outbox, msg: slave_msg::Msg) {
@@ -102,7 +104,16 @@ pub fn plan(req: &v1::SpawnRequest) -> Result<ExecPlan, String> {
 
 impl Procs {
     pub fn new(window: usize) -> Self {
-        Procs { table: Arc::default(), window }
+        Procs { table: Arc::default(), window: Arc::new(AtomicUsize::new(window)) }
+    }
+
+    /// Sets the output credit of processes started from now on.
+    pub fn set_window(&self, window: usize) {
+        self.window.store(window.clamp(CHUNK, 1 << 30), Ordering::Relaxed);
+    }
+
+    fn window(&self) -> usize {
+        self.window.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -122,7 +133,8 @@ impl Procs {
             }
         };
         let (exit_tx, exit_rx) = oneshot::channel();
-        let credits = [Credit::new(self.window), Credit::new(self.window)];
+        let window = self.window();
+        let credits = [Credit::new(window), Credit::new(window)];
         // The table stays locked across fork so the reaper cannot see the
         // child's exit before the child is in the table.
         let child = {
@@ -187,7 +199,7 @@ impl Procs {
         let t = self.lock();
         let idx = if ack.stream == v1::StdStream::Stderr as i32 { 1 } else { 0 };
         if let Some(e) = t.pid_of.get(&ack.id).and_then(|pid| t.by_pid.get(pid)) {
-            e.credits[idx].ack(ack.bytes, self.window);
+            e.credits[idx].ack(ack.bytes, self.window());
         }
     }
 
