@@ -39,7 +39,8 @@ pub async fn run_link(id: &SlaveId, procs: &Procs, stop: &mut tokio::sync::watch
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .initial_stream_window_size(8 << 20)
-        .initial_connection_window_size(32 << 20);
+        .initial_connection_window_size(32 << 20)
+        .max_frame_size(1 << 20);
     let channel = endpoint.connect().await.map_err(|source| LinkError::Connect { addr: id.master.clone(), source })?;
     let mut client = SlaveLinkClient::new(channel)
         .max_decoding_message_size(proto::MAX_MESSAGE_SIZE)

@@ -27,8 +27,12 @@ enum StdinCmd {
     Eof,
 }
 
+/// One process, from spawn until its EXITED event is sent. It outlives the
+/// process itself: output still in its pipes after it exits is relayed
+/// (and acknowledged) through it.
 struct Entry {
-    id: u64,
+    /// `None` once the process has been reaped.
+    pid: Option<i32>,
     stdin: Option<mpsc::UnboundedSender<StdinCmd>>,
     credits: [Credit; 2],
     exit: Option<oneshot::Sender<i32>>,
@@ -38,8 +42,8 @@ struct Entry {
 
 #[derive(Default)]
 struct Table {
-    by_pid: HashMap<i32, Entry>,
-    pid_of: HashMap<u64, i32>,
+    by_id: HashMap<u64, Entry>,
+    id_of: HashMap<i32, u64>,
 }
 
 /// Every process this slave runs, whichever link asked for it.
@@ -149,8 +153,8 @@ impl Procs {
                     return;
                 }
             };
-            t.by_pid.insert(child.pid, Entry { id, stdin: None, credits: credits.clone(), exit: Some(exit_tx), out: out.clone() });
-            t.pid_of.insert(id, child.pid);
+            t.by_id.insert(id, Entry { pid: Some(child.pid), stdin: None, credits: credits.clone(), exit: Some(exit_tx), out: out.clone() });
+            t.id_of.insert(child.pid, id);
             child
         };
         let pid = child.pid;
@@ -159,7 +163,7 @@ impl Procs {
 
         if let Some(fd) = child.stdin {
             let (tx, rx) = mpsc::unbounded_channel();
-            if let Some(e) = self.lock().by_pid.get_mut(&pid) {
+            if let Some(e) = self.lock().by_id.get_mut(&id) {
                 e.stdin = Some(tx);
             }
             tokio::spawn(relay_stdin(id, fd, rx, out.clone()));
@@ -168,6 +172,7 @@ impl Procs {
         let stdout = tokio::spawn(relay_output(id, v1::StdStream::Stdout, child.stdout, c_out, out.clone()));
         let stderr = tokio::spawn(relay_output(id, v1::StdStream::Stderr, child.stderr, c_err, out.clone()));
         let out = out.clone();
+        let procs = self.clone();
         tokio::spawn(async move {
             if let Some(errno) = read_exec_status(child.exec_status).await {
                 event(&out, id, Kind::ExecFailed, |e| e.errno = errno);
@@ -176,6 +181,7 @@ impl Procs {
             let _ = stderr.await;
             // The reaper always answers (or the table was torn down with the link).
             let status = exit_rx.await.unwrap_or(libc::SIGKILL);
+            procs.lock().by_id.remove(&id);
             event(&out, id, Kind::Exited, |e| e.wait_status = status);
         });
     }
@@ -183,7 +189,7 @@ impl Procs {
     /// Passes stdin from the master to process `id`.
     pub fn stdin(&self, data: v1::StdioData) {
         let t = self.lock();
-        let Some(tx) = t.pid_of.get(&data.id).and_then(|pid| t.by_pid.get(pid)).and_then(|e| e.stdin.as_ref()) else {
+        let Some(tx) = t.by_id.get(&data.id).and_then(|e| e.stdin.as_ref()) else {
             return;
         };
         if !data.data.is_empty() {
@@ -198,14 +204,14 @@ impl Procs {
     pub fn output_ack(&self, ack: &v1::StdioAck) {
         let t = self.lock();
         let idx = if ack.stream == v1::StdStream::Stderr as i32 { 1 } else { 0 };
-        if let Some(e) = t.pid_of.get(&ack.id).and_then(|pid| t.by_pid.get(pid)) {
+        if let Some(e) = t.by_id.get(&ack.id) {
             e.credits[idx].ack(ack.bytes, self.window());
         }
     }
 
     /// Delivers a signal to process `id`.
     pub fn signal(&self, id: u64, signo: i32) {
-        let pid = self.lock().pid_of.get(&id).copied();
+        let pid = self.lock().by_id.get(&id).and_then(|e| e.pid);
         if let Some(pid) = pid {
             if let Err(e) = sys::kill(pid, signo) {
                 tracing::debug!(id, pid, signo, error = %e, "kill failed");
@@ -217,38 +223,41 @@ impl Procs {
     /// that we reaped as PID 1 / subreaper; they need nothing more.
     pub fn on_wait(&self, ev: WaitEvent) {
         let mut t = self.lock();
+        let Some(id) = t.id_of.get(&ev.pid).copied() else { return };
         if ev.exited() {
-            if let Some(mut entry) = t.by_pid.remove(&ev.pid) {
-                t.pid_of.remove(&entry.id);
-                if let Some(tx) = entry.exit.take() {
-                    let _ = tx.send(ev.status);
-                }
+            t.id_of.remove(&ev.pid);
+        }
+        let Some(entry) = t.by_id.get_mut(&id) else { return };
+        if ev.exited() {
+            entry.pid = None;
+            if let Some(tx) = entry.exit.take() {
+                let _ = tx.send(ev.status);
             }
-        } else if let Some(entry) = t.by_pid.get(&ev.pid) {
-            if ev.stopped() {
-                event(&entry.out, entry.id, Kind::Stopped, |e| e.wait_status = ev.status);
-            } else if ev.continued() {
-                event(&entry.out, entry.id, Kind::Continued, |e| e.wait_status = ev.status);
-            }
+        } else if ev.stopped() {
+            event(&entry.out, id, Kind::Stopped, |e| e.wait_status = ev.status);
+        } else if ev.continued() {
+            event(&entry.out, id, Kind::Continued, |e| e.wait_status = ev.status);
         }
     }
 
     /// Kills every process (the link to the master is gone).
     pub fn kill_all(&self) {
         let t = self.lock();
-        for (pid, e) in &t.by_pid {
-            let _ = sys::kill(*pid, libc::SIGKILL);
+        for e in t.by_id.values() {
+            if let Some(pid) = e.pid {
+                let _ = sys::kill(pid, libc::SIGKILL);
+            }
             for c in &e.credits {
                 c.close();
             }
         }
-        if !t.by_pid.is_empty() {
-            tracing::warn!(count = t.by_pid.len(), "killed every process of the lost link");
+        if !t.by_id.is_empty() {
+            tracing::warn!(count = t.by_id.len(), "killed every process of the lost link");
         }
     }
 
     pub fn count(&self) -> usize {
-        self.lock().by_pid.len()
+        self.lock().by_id.len()
     }
 }
 

@@ -73,7 +73,8 @@ impl Client {
         let path2 = path.to_path_buf();
         let endpoint = Endpoint::from_static("http://bproc.master")
             .initial_stream_window_size(8 << 20)
-            .initial_connection_window_size(32 << 20);
+            .initial_connection_window_size(32 << 20)
+            .max_frame_size(1 << 20);
         let channel = endpoint
             .connect_with_connector(tower::service_fn(move |_: Uri| {
                 let ready = first.take();
