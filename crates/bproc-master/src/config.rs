@@ -107,7 +107,9 @@ impl Config {
     pub fn perms_of(&self, node: u32) -> Perms {
         let d = self.default_perms();
         match self.node_overrides.iter().find(|n| n.number == node) {
-            Some(n) => Perms { uid: n.uid.unwrap_or(d.uid), gid: n.gid.unwrap_or(d.gid), mode: n.mode.unwrap_or(d.mode) },
+            Some(n) => {
+                Perms { uid: n.uid.unwrap_or(d.uid), gid: n.gid.unwrap_or(d.gid), mode: n.mode.unwrap_or(d.mode) }
+            }
             None => d,
         }
     }
@@ -119,10 +121,9 @@ mod tests {
 
     #[test]
     fn file_overrides_defaults_and_per_node_perms() {
-        let cfg: Config = toml::from_str(
-            "nodes = 4\nnode_timeout_ms = 2000\n[[node]]\nnumber = 2\nmode = 0o110\ngid = 50\n",
-        )
-        .expect("parses");
+        let cfg: Config =
+            toml::from_str("nodes = 4\nnode_timeout_ms = 2000\n[[node]]\nnumber = 2\nmode = 0o110\ngid = 50\n")
+                .expect("parses");
         cfg.validate().expect("valid");
         assert_eq!(cfg.nodes, 4);
         assert_eq!(cfg.heartbeat_interval_ms, 500);

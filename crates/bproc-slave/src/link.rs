@@ -33,7 +33,11 @@ pub struct SlaveId {
 }
 
 /// Runs one link until it ends. Returns `Ok` only if `stop` fired.
-pub async fn run_link(id: &SlaveId, procs: &Procs, stop: &mut tokio::sync::watch::Receiver<bool>) -> Result<(), LinkError> {
+pub async fn run_link(
+    id: &SlaveId,
+    procs: &Procs,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(), LinkError> {
     let endpoint = Endpoint::from_shared(format!("http://{}", id.master))
         .map_err(|e| LinkError::Refused(format!("bad master address {}: {e}", id.master)))?
         .connect_timeout(Duration::from_secs(2))

@@ -78,11 +78,7 @@ pub fn plan(req: &v1::SpawnRequest) -> Result<ExecPlan, String> {
     let candidates = if prog.contains(&b'/') {
         vec![cstring(prog, "program")?]
     } else {
-        let path = req
-            .env
-            .iter()
-            .find_map(|e| e.strip_prefix(b"PATH="))
-            .unwrap_or(DEFAULT_PATH.as_bytes());
+        let path = req.env.iter().find_map(|e| e.strip_prefix(b"PATH=")).unwrap_or(DEFAULT_PATH.as_bytes());
         path.split(|b| *b == b':')
             .map(|dir| {
                 let dir = if dir.is_empty() { &b"."[..] } else { dir };
@@ -153,7 +149,16 @@ impl Procs {
                     return;
                 }
             };
-            t.by_id.insert(id, Entry { pid: Some(child.pid), stdin: None, credits: credits.clone(), exit: Some(exit_tx), out: out.clone() });
+            t.by_id.insert(
+                id,
+                Entry {
+                    pid: Some(child.pid),
+                    stdin: None,
+                    credits: credits.clone(),
+                    exit: Some(exit_tx),
+                    out: out.clone(),
+                },
+            );
             t.id_of.insert(child.pid, id);
             child
         };

@@ -16,7 +16,10 @@ pub const DEFAULT_SOCKET: &str = "/run/bproc/master.sock";
 
 /// The master's socket: `BPROC_SOCKET`, else [`DEFAULT_SOCKET`].
 pub fn socket_path() -> PathBuf {
-    std::env::var_os("BPROC_SOCKET").filter(|s| !s.is_empty()).map(PathBuf::from).unwrap_or_else(|| DEFAULT_SOCKET.into())
+    std::env::var_os("BPROC_SOCKET")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| DEFAULT_SOCKET.into())
 }
 
 type Interceptor = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;

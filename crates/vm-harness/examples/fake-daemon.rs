@@ -20,17 +20,12 @@ const HEARTBEAT: Duration = Duration::from_millis(100);
 
 fn main() -> ExitCode {
     let argv0 = std::env::args().next().unwrap_or_default();
-    let name = Path::new(&argv0)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = Path::new(&argv0).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let result = match name.as_str() {
         "bpmaster" => master(),
         "bpslave" => slave(),
         "bpstat" => bpstat(),
-        other => Err(format!(
-            "called as {other:?}: link me as bpmaster, bpslave or bpstat"
-        )),
+        other => Err(format!("called as {other:?}: link me as bpmaster, bpslave or bpstat")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,16 +39,11 @@ fn main() -> ExitCode {
 /// The value after `flag` on the command line.
 fn arg(flag: &str) -> Result<String, String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == flag)
-        .and_then(|i| args.get(i + 1).cloned())
-        .ok_or_else(|| format!("missing {flag}"))
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1).cloned()).ok_or_else(|| format!("missing {flag}"))
 }
 
 fn num<T: std::str::FromStr>(flag: &str) -> Result<T, String> {
-    arg(flag)?
-        .parse()
-        .map_err(|_| format!("bad number after {flag}"))
+    arg(flag)?.parse().map_err(|_| format!("bad number after {flag}"))
 }
 
 type Table = Arc<Mutex<HashMap<u32, (Instant, String)>>>;
@@ -99,10 +89,7 @@ fn master() -> Result<(), String> {
 
 /// Records every "hb N" line from one slave connection.
 fn heartbeats(conn: TcpStream, table: &Table) {
-    let addr = conn
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let addr = conn.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     for line in BufReader::new(conn).lines().map_while(Result::ok) {
         if let Some(node) = line.strip_prefix("hb ").and_then(|n| n.parse().ok()) {
             if let Ok(mut t) = table.lock() {
@@ -122,19 +109,12 @@ fn slave() -> Result<(), String> {
     let node: u32 = num("--node")?;
     let hostname = arg("--hostname")?;
     // As PID 1 of its namespace the slave only gets SIGTERM if it has a handler.
-    let action = SigAction::new(
-        SigHandler::Handler(exit_now),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
+    let action = SigAction::new(SigHandler::Handler(exit_now), SaFlags::empty(), SigSet::empty());
     // SAFETY: the handler only calls _exit, which is async-signal-safe.
     unsafe { sigaction(Signal::SIGTERM, &action) }.map_err(|e| format!("sigaction: {e}"))?;
     nix::unistd::sethostname(&hostname).map_err(|e| format!("sethostname: {e}"))?;
     // A process for host_pid() to find: pid 2 in the node's PID namespace.
-    let _child = Command::new("sleep")
-        .arg("100000")
-        .spawn()
-        .map_err(|e| format!("spawn sleep: {e}"))?;
+    let _child = Command::new("sleep").arg("100000").spawn().map_err(|e| format!("spawn sleep: {e}"))?;
     eprintln!("bpslave {node}: connecting to {master}");
     loop {
         let Ok(mut conn) = TcpStream::connect(&master) else {
@@ -154,8 +134,7 @@ fn bpstat() -> Result<(), String> {
     let socket = std::env::var("BPROC_SOCKET").map_err(|_| "BPROC_SOCKET unset")?;
     let mut conn = UnixStream::connect(&socket).map_err(|e| format!("connect {socket}: {e}"))?;
     let mut text = String::new();
-    conn.read_to_string(&mut text)
-        .map_err(|e| format!("read {socket}: {e}"))?;
+    conn.read_to_string(&mut text).map_err(|e| format!("read {socket}: {e}"))?;
     print!("{text}");
     Ok(())
 }

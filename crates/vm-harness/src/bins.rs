@@ -15,10 +15,7 @@ pub const REQUIRED_BINARIES: [&str; 3] = ["bpmaster", "bpslave", "bpstat"];
 /// if it holds `bpmaster`, else that directory's parent (cargo puts test binaries in
 /// `target/<profile>/deps/`), else the executable's directory.
 pub fn default_bin_dir() -> PathBuf {
-    pick_bin_dir(
-        std::env::var_os(BIN_DIR_ENV),
-        std::env::current_exe().ok().as_deref(),
-    )
+    pick_bin_dir(std::env::var_os(BIN_DIR_ENV), std::env::current_exe().ok().as_deref())
 }
 
 /// The pure part of [`default_bin_dir`].
@@ -49,14 +46,8 @@ pub(crate) fn resolve(explicit: Option<&Path>) -> Result<PathBuf, HarnessError> 
 
 /// Fails with [`HarnessError::MissingBinary`] naming the first required binary not in `dir`.
 pub(crate) fn check(dir: &Path) -> Result<(), HarnessError> {
-    match REQUIRED_BINARIES
-        .iter()
-        .find(|program| !dir.join(program).is_file())
-    {
-        Some(program) => Err(HarnessError::MissingBinary {
-            program: (*program).to_owned(),
-            dir: dir.to_path_buf(),
-        }),
+    match REQUIRED_BINARIES.iter().find(|program| !dir.join(program).is_file()) {
+        Some(program) => Err(HarnessError::MissingBinary { program: (*program).to_owned(), dir: dir.to_path_buf() }),
         None => Ok(()),
     }
 }
@@ -72,15 +63,9 @@ mod tests {
 
     #[test]
     fn env_wins() {
-        assert_eq!(
-            pick_bin_dir(Some("/opt/b".into()), Some(Path::new("/x/y/prog"))),
-            Path::new("/opt/b")
-        );
+        assert_eq!(pick_bin_dir(Some("/opt/b".into()), Some(Path::new("/x/y/prog"))), Path::new("/opt/b"));
         // An empty variable counts as unset.
-        assert_eq!(
-            pick_bin_dir(Some("".into()), Some(Path::new("/x/y/prog"))),
-            Path::new("/x")
-        );
+        assert_eq!(pick_bin_dir(Some("".into()), Some(Path::new("/x/y/prog"))), Path::new("/x"));
     }
 
     #[test]
@@ -93,10 +78,7 @@ mod tests {
         assert_eq!(pick_bin_dir(None, Some(&deps.join("e2e-123"))), release);
         // bpcluster beside bpmaster finds its own directory.
         touch(&release.join("bpmaster"));
-        assert_eq!(
-            pick_bin_dir(None, Some(&release.join("bpcluster"))),
-            release
-        );
+        assert_eq!(pick_bin_dir(None, Some(&release.join("bpcluster"))), release);
         assert_eq!(pick_bin_dir(None, None), Path::new("."));
     }
 
@@ -106,10 +88,7 @@ mod tests {
         touch(&tmp.path().join("bpmaster"));
         touch(&tmp.path().join("bpstat"));
         let err = check(tmp.path()).expect_err("bpslave missing");
-        assert!(
-            matches!(&err, HarnessError::MissingBinary { program, .. } if program == "bpslave"),
-            "{err}"
-        );
+        assert!(matches!(&err, HarnessError::MissingBinary { program, .. } if program == "bpslave"), "{err}");
         assert!(err.to_string().contains("cargo build --release"));
         touch(&tmp.path().join("bpslave"));
         check(tmp.path()).expect("all there");
@@ -117,9 +96,6 @@ mod tests {
         assert!(resolve(Some(Path::new("surely/not/here")))
             .expect_err("missing")
             .to_string()
-            .contains(&format!(
-                "{}",
-                std::env::current_dir().expect("cwd").display()
-            )));
+            .contains(&format!("{}", std::env::current_dir().expect("cwd").display())));
     }
 }

@@ -41,18 +41,13 @@ struct BpstatOutput {
 pub(crate) fn parse(output: &str) -> Result<Vec<NodeStatus>, HarnessError> {
     serde_json::from_str::<BpstatOutput>(output)
         .map(|out| out.nodes)
-        .map_err(|source| HarnessError::BpstatFormat {
-            output: output.chars().take(400).collect(),
-            source,
-        })
+        .map_err(|source| HarnessError::BpstatFormat { output: output.chars().take(400).collect(), source })
 }
 
 /// `(node, state)` of the real nodes (node >= 0), sorted by node.
 pub(crate) fn states(nodes: &[NodeStatus]) -> Vec<(u32, String)> {
-    let mut out: Vec<(u32, String)> = nodes
-        .iter()
-        .filter_map(|n| Some((u32::try_from(n.node).ok()?, n.state.clone())))
-        .collect();
+    let mut out: Vec<(u32, String)> =
+        nodes.iter().filter_map(|n| Some((u32::try_from(n.node).ok()?, n.state.clone()))).collect();
     out.sort();
     out
 }
@@ -67,11 +62,7 @@ pub(crate) fn summary(states: &[(u32, String)]) -> String {
     if states.is_empty() {
         return "no nodes listed".to_owned();
     }
-    states
-        .iter()
-        .map(|(n, s)| format!("{n} {s}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    states.iter().map(|(n, s)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -101,10 +92,7 @@ mod tests {
     #[test]
     fn bad_output() {
         for text in ["", "nodes", "{\"nodes\":[{\"node\":0}]}", "[]"] {
-            assert!(
-                matches!(parse(text), Err(HarnessError::BpstatFormat { .. })),
-                "{text:?}"
-            );
+            assert!(matches!(parse(text), Err(HarnessError::BpstatFormat { .. })), "{text:?}");
         }
     }
 }

@@ -125,10 +125,7 @@ impl Cluster {
         run.ensure()?;
         let state_dir = run.state_dir(&spec.name);
         if state_dir.exists() {
-            return Err(HarnessError::ClusterExists {
-                name: spec.name,
-                path: state_dir,
-            });
+            return Err(HarnessError::ClusterExists { name: spec.name, path: state_dir });
         }
         let stale = netns::list_ours(Some(&spec.name));
         if !stale.is_empty() {
@@ -141,10 +138,7 @@ impl Cluster {
         match layout::create_dir_0755(&state_dir) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(HarnessError::ClusterExists {
-                    name: spec.name,
-                    path: state_dir,
-                })
+                return Err(HarnessError::ClusterExists { name: spec.name, path: state_dir })
             }
             Err(err) => return Err(HarnessError::io("create directory", state_dir, err)),
         }
@@ -162,9 +156,7 @@ impl Cluster {
             node_timeout_ms: spec.node_timeout_ms,
             bin_dir,
             hub_netns: names::hub_netns(&spec.name),
-            node_netns: (0..spec.nodes)
-                .map(|n| names::node_netns(&spec.name, n))
-                .collect(),
+            node_netns: (0..spec.nodes).map(|n| names::node_netns(&spec.name, n)).collect(),
             master: None,
             slaves: vec![None; spec.nodes as usize],
         };
@@ -187,13 +179,7 @@ impl Cluster {
         let run = RunDir::from_env();
         let mut state = ClusterState::load(&run, name)?;
         state.slaves.resize(state.nodes as usize, None);
-        Ok(Cluster::from_state(
-            run,
-            state,
-            ClusterSpec::DEFAULT_UP_TIMEOUT,
-            ClusterSpec::DEFAULT_STOP_GRACE,
-            false,
-        ))
+        Ok(Cluster::from_state(run, state, ClusterSpec::DEFAULT_UP_TIMEOUT, ClusterSpec::DEFAULT_STOP_GRACE, false))
     }
 
     /// Every cluster that has a state dir, sorted by name, each attached (see
@@ -259,9 +245,7 @@ impl Cluster {
 
     /// Node `node`'s address, 10.77.IDX.(10+node), if the node exists.
     pub fn node_addr(&self, node: u32) -> Option<Ipv4Addr> {
-        (node < self.state.nodes)
-            .then(|| self.state.subnet.node_addr(node))
-            .flatten()
+        (node < self.state.nodes).then(|| self.state.subnet.node_addr(node)).flatten()
     }
 
     /// The hub namespace's name, `bp-NAME-hub`.
@@ -330,19 +314,12 @@ impl Cluster {
     /// The host pid of node `node`'s `bpslave` (PID 1 of the node's PID namespace), if it runs.
     pub fn slave_pid(&self, node: u32) -> Option<i32> {
         let launcher = self.launcher(node)?;
-        procfs::children(launcher.pid)
-            .into_iter()
-            .find(|&pid| procfs::is_running(pid))
+        procfs::children(launcher.pid).into_iter().find(|&pid| procfs::is_running(pid))
     }
 
     /// The running `unshare` launcher of node `node`'s slave.
     fn launcher(&self, node: u32) -> Option<ProcRef> {
-        self.state
-            .slaves
-            .get(node as usize)
-            .copied()
-            .flatten()
-            .filter(ProcRef::is_running)
+        self.state.slaves.get(node as usize).copied().flatten().filter(ProcRef::is_running)
     }
 
     /// Tears the cluster down and says what could not be removed, if anything.
@@ -366,18 +343,11 @@ impl Cluster {
     }
 
     fn no_such_node(&self, node: u32) -> HarnessError {
-        HarnessError::NoSuchNode {
-            cluster: self.state.name.clone(),
-            node,
-            nodes: self.state.nodes,
-        }
+        HarnessError::NoSuchNode { cluster: self.state.name.clone(), node, nodes: self.state.nodes }
     }
 
     fn not_running(&self, node: u32) -> HarnessError {
-        HarnessError::NotRunning {
-            cluster: self.state.name.clone(),
-            what: format!("the slave of node {node}"),
-        }
+        HarnessError::NotRunning { cluster: self.state.name.clone(), what: format!("the slave of node {node}") }
     }
 }
 
@@ -394,9 +364,7 @@ impl Drop for Cluster {
 
 /// Locks a mutex, ignoring poisoning (the data is child handles, valid whatever panicked).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn child_pid(child: &Child) -> i32 {
@@ -423,19 +391,9 @@ mod tests {
 
     #[test]
     fn up_rejects_bad_specs_before_touching_anything() {
-        for spec in [
-            ClusterSpec::new("Bad", 1),
-            ClusterSpec::new("ok", 0),
-            ClusterSpec::new("ok", MAX_NODES + 1),
-        ] {
+        for spec in [ClusterSpec::new("Bad", 1), ClusterSpec::new("ok", 0), ClusterSpec::new("ok", MAX_NODES + 1)] {
             let err = Cluster::up(spec).expect_err("must fail");
-            assert!(
-                matches!(
-                    err,
-                    HarnessError::InvalidName { .. } | HarnessError::InvalidSpec { .. }
-                ),
-                "{err}"
-            );
+            assert!(matches!(err, HarnessError::InvalidName { .. } | HarnessError::InvalidSpec { .. }), "{err}");
         }
     }
 

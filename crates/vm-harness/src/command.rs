@@ -17,21 +17,11 @@ pub(crate) fn describe(cmd: &Command) -> String {
 }
 
 /// Starts `cmd` with `input` on its stdin (or /dev/null) and stdout/stderr captured.
-pub(crate) fn spawn_with_input(
-    cmd: &mut Command,
-    input: Option<&str>,
-) -> Result<Child, HarnessError> {
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|source| HarnessError::Spawn {
-        command: describe(cmd),
-        source,
-    })?;
+pub(crate) fn spawn_with_input(cmd: &mut Command, input: Option<&str>) -> Result<Child, HarnessError> {
+    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|source| HarnessError::Spawn { command: describe(cmd), source })?;
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
         // A write error means the command died early; its exit status says why.
         let _ = stdin.write_all(text.as_bytes());
@@ -41,12 +31,7 @@ pub(crate) fn spawn_with_input(
 
 /// Waits for a child started by [`spawn_with_input`]; returns its stdout if it exited with 0.
 pub(crate) fn finish(child: Child, command: String) -> Result<String, HarnessError> {
-    let output = child
-        .wait_with_output()
-        .map_err(|source| HarnessError::Spawn {
-            command: command.clone(),
-            source,
-        })?;
+    let output = child.wait_with_output().map_err(|source| HarnessError::Spawn { command: command.clone(), source })?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {

@@ -54,25 +54,10 @@ pub(crate) fn master_command(
 ///
 /// The spawned process becomes `unshare` (ip execs it), which stays as the launcher and
 /// forks `bpslave` as PID 1 of a new PID namespace; `--kill-child` takes bpslave down with it.
-pub(crate) fn slave_command(
-    bin_dir: &Path,
-    node_netns: &str,
-    subnet: Subnet,
-    node: u32,
-) -> Command {
+pub(crate) fn slave_command(bin_dir: &Path, node_netns: &str, subnet: Subnet, node: u32) -> Command {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", node_netns, "unshare"])
-        .args([
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount",
-            "--mount-proc",
-            "--uts",
-            "--ipc",
-            "--cgroup",
-            "--",
-        ])
+        .args(["--pid", "--fork", "--kill-child", "--mount", "--mount-proc", "--uts", "--ipc", "--cgroup", "--"])
         .arg(bin_dir.join("bpslave"))
         .arg("--master")
         .arg(subnet.master_endpoint().to_string())
@@ -87,23 +72,14 @@ pub(crate) fn slave_command(
 /// `log`. The environment (RUST_LOG included) is inherited.
 pub(crate) fn spawn_detached(mut cmd: Command, log: &Path) -> Result<Child, HarnessError> {
     let out = open_log(log)?;
-    let err = out
-        .try_clone()
-        .map_err(|e| HarnessError::io("duplicate the handle of", log, e))?;
+    let err = out.try_clone().map_err(|e| HarnessError::io("duplicate the handle of", log, e))?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     sys::new_session(&mut cmd);
-    cmd.spawn().map_err(|source| HarnessError::Spawn {
-        command: command::describe(&cmd),
-        source,
-    })
+    cmd.spawn().map_err(|source| HarnessError::Spawn { command: command::describe(&cmd), source })
 }
 
 fn open_log(path: &Path) -> Result<File, HarnessError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| HarnessError::io("open log", path, e))
+    OpenOptions::new().create(true).append(true).open(path).map_err(|e| HarnessError::io("open log", path, e))
 }
 
 /// A process to stop.
@@ -133,10 +109,7 @@ pub(crate) fn stop(victims: &[Victim], grace: Duration, reap: &mut dyn FnMut()) 
     }
     if !all_gone(victims, Instant::now() + KILL_WAIT, reap) {
         for victim in running(victims, reap) {
-            problems.push(format!(
-                "{} (pid {}) still runs after SIGKILL",
-                victim.what, victim.proc.pid
-            ));
+            problems.push(format!("{} (pid {}) still runs after SIGKILL", victim.what, victim.proc.pid));
         }
     }
     problems
@@ -150,10 +123,7 @@ fn running<'a>(victims: &'a [Victim], reap: &mut dyn FnMut()) -> Vec<&'a Victim>
 
 /// Waits until no victim runs; false on timeout.
 fn all_gone(victims: &[Victim], deadline: Instant, reap: &mut dyn FnMut()) -> bool {
-    wait_until(deadline, STOP_POLL, || {
-        running(victims, reap).is_empty().then_some(())
-    })
-    .is_some()
+    wait_until(deadline, STOP_POLL, || running(victims, reap).is_empty().then_some(())).is_some()
 }
 
 /// SIGKILLs plain pids (found in namespaces) and waits up to [`KILL_WAIT`] for them to go.
@@ -162,11 +132,7 @@ pub(crate) fn kill_pids(pids: &[(String, i32)], reap: &mut dyn FnMut()) -> Vec<S
     let victims: Vec<Victim> = pids
         .iter()
         .filter_map(|(ns, pid)| {
-            Some(Victim {
-                proc: ProcRef::of(*pid)?,
-                what: format!("process in {ns}"),
-                term: false,
-            })
+            Some(Victim { proc: ProcRef::of(*pid)?, what: format!("process in {ns}"), term: false })
         })
         .collect();
     stop(&victims, Duration::ZERO, reap)
@@ -260,10 +226,8 @@ mod tests {
     #[test]
     fn stop_escalates_to_sigkill() {
         // A shell that ignores SIGTERM must still be gone after the grace period.
-        let mut child = Command::new("sh")
-            .args(["-c", "trap '' TERM; while :; do sleep 0.05; done"])
-            .spawn()
-            .expect("spawn");
+        let mut child =
+            Command::new("sh").args(["-c", "trap '' TERM; while :; do sleep 0.05; done"]).spawn().expect("spawn");
         let pid = i32::try_from(child.id()).expect("pid");
         // Wait until the shell ignores SIGTERM (bit 15-1 of SigIgn) before stopping it.
         let ignores_term = || {
@@ -272,17 +236,8 @@ mod tests {
             let mask = u64::from_str_radix(mask.trim(), 16).ok()?;
             (mask & (1 << (Signal::SIGTERM as i32 - 1)) != 0).then_some(())
         };
-        wait_until(
-            Instant::now() + Duration::from_secs(5),
-            STOP_POLL,
-            ignores_term,
-        )
-        .expect("sh sets its trap");
-        let victim = Victim {
-            proc: ProcRef::of(pid).expect("running"),
-            what: "stubborn sh".to_owned(),
-            term: true,
-        };
+        wait_until(Instant::now() + Duration::from_secs(5), STOP_POLL, ignores_term).expect("sh sets its trap");
+        let victim = Victim { proc: ProcRef::of(pid).expect("running"), what: "stubborn sh".to_owned(), term: true };
         let start = Instant::now();
         let problems = stop(&[victim], Duration::from_millis(100), &mut || {
             let _ = child.try_wait();
@@ -296,11 +251,7 @@ mod tests {
     fn stop_is_quick_when_sigterm_works() {
         let mut child = Command::new("sleep").arg("10").spawn().expect("spawn");
         let pid = i32::try_from(child.id()).expect("pid");
-        let victim = Victim {
-            proc: ProcRef::of(pid).expect("running"),
-            what: "sleep".to_owned(),
-            term: true,
-        };
+        let victim = Victim { proc: ProcRef::of(pid).expect("running"), what: "sleep".to_owned(), term: true };
         let start = Instant::now();
         let problems = stop(&[victim], Duration::from_secs(5), &mut || {
             let _ = child.try_wait();

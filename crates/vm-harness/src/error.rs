@@ -50,9 +50,7 @@ pub enum HarnessError {
     },
 
     /// Network namespaces of an earlier cluster of that name are still there.
-    #[error(
-        "leftovers of an earlier cluster {name} exist ({what}): run `bpcluster gc --name {name}`"
-    )]
+    #[error("leftovers of an earlier cluster {name} exist ({what}): run `bpcluster gc --name {name}`")]
     Leftovers {
         /// The cluster's name.
         name: String,
@@ -70,16 +68,16 @@ pub enum HarnessError {
     },
 
     /// Every subnet 10.77.1.0/24 ..= 10.77.254.0/24 is claimed.
-    #[error("no free subnet: all of 10.77.1-254.0/24 are claimed in {dir} (stale claims are removed by `bpcluster gc`)")]
+    #[error(
+        "no free subnet: all of 10.77.1-254.0/24 are claimed in {dir} (stale claims are removed by `bpcluster gc`)"
+    )]
     NoFreeSubnet {
         /// The directory holding the claims.
         dir: PathBuf,
     },
 
     /// A daemon or tool binary is missing from the bin dir.
-    #[error(
-        "{program} not found in {dir}: build them with cargo build --release (or point BPROC_BIN_DIR at them)"
-    )]
+    #[error("{program} not found in {dir}: build them with cargo build --release (or point BPROC_BIN_DIR at them)")]
     MissingBinary {
         /// The missing program.
         program: String,
@@ -219,11 +217,7 @@ impl HarnessError {
 
     /// Shorthand for [`HarnessError::Io`].
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        HarnessError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        HarnessError::Io { action, path: path.into(), source }
     }
 }
 
@@ -245,11 +239,7 @@ mod tests {
 
     #[test]
     fn chain_includes_sources() {
-        let err = HarnessError::io(
-            "open log",
-            "/x/y.log",
-            io::Error::new(io::ErrorKind::NotFound, "no such file"),
-        );
+        let err = HarnessError::io("open log", "/x/y.log", io::Error::new(io::ErrorKind::NotFound, "no such file"));
         assert_eq!(err.to_string(), "cannot open log /x/y.log");
         assert_eq!(err.chain(), "cannot open log /x/y.log: no such file");
     }

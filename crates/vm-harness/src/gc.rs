@@ -32,10 +32,8 @@ pub fn gc(name: Option<&str>) -> Result<Vec<String>, HarnessError> {
         Some(name) => vec![name.to_owned()],
         None => run.cluster_names(),
     };
-    let claims: Vec<subnet::Claim> = subnet::claims(&run)
-        .into_iter()
-        .filter(|c| name.is_none_or(|n| c.owner == n))
-        .collect();
+    let claims: Vec<subnet::Claim> =
+        subnet::claims(&run).into_iter().filter(|c| name.is_none_or(|n| c.owner == n)).collect();
 
     // 1. The daemons: recorded ones, then any other recognised by its command line.
     let mut subnets: HashSet<Subnet> = claims.iter().filter_map(|c| c.subnet).collect();
@@ -47,16 +45,8 @@ pub fn gc(name: Option<&str>) -> Result<Vec<String>, HarnessError> {
         }
     }
     let known: HashSet<i32> = victims.iter().map(|v| v.proc.pid).collect();
-    victims.extend(
-        stray_daemons(&run, name, &subnets)
-            .into_iter()
-            .filter(|v| !known.contains(&v.proc.pid)),
-    );
-    removed.extend(
-        victims
-            .iter()
-            .map(|v| format!("process {} ({})", v.proc.pid, v.what)),
-    );
+    victims.extend(stray_daemons(&run, name, &subnets).into_iter().filter(|v| !known.contains(&v.proc.pid)));
+    removed.extend(victims.iter().map(|v| format!("process {} ({})", v.proc.pid, v.what)));
     problems.extend(daemon::stop(&victims, Duration::ZERO, &mut || {}));
 
     // 2. Whatever still runs in the namespaces, then the namespaces, hubs last.
@@ -70,11 +60,7 @@ pub fn gc(name: Option<&str>) -> Result<Vec<String>, HarnessError> {
     if let Err(err) = netns::delete(&ours) {
         problems.push(err.chain());
     }
-    removed.extend(
-        ours.iter()
-            .filter(|ns| !netns::exists(ns))
-            .map(|ns| format!("netns {ns}")),
-    );
+    removed.extend(ours.iter().filter(|ns| !netns::exists(ns)).map(|ns| format!("netns {ns}")));
 
     // 3. State dirs and subnet claims.
     for cluster in &clusters {
@@ -87,11 +73,7 @@ pub fn gc(name: Option<&str>) -> Result<Vec<String>, HarnessError> {
     }
     for claim in claims {
         match fs::remove_file(&claim.path) {
-            Ok(()) => removed.push(format!(
-                "subnet claim {} ({})",
-                claim.path.display(),
-                claim.owner
-            )),
+            Ok(()) => removed.push(format!("subnet claim {} ({})", claim.path.display(), claim.owner)),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => problems.push(HarnessError::io("remove", &claim.path, err).chain()),
         }
@@ -100,10 +82,7 @@ pub fn gc(name: Option<&str>) -> Result<Vec<String>, HarnessError> {
     if problems.is_empty() {
         Ok(removed)
     } else {
-        Err(HarnessError::Teardown {
-            name: name.unwrap_or("(all clusters)").to_owned(),
-            problems,
-        })
+        Err(HarnessError::Teardown { name: name.unwrap_or("(all clusters)").to_owned(), problems })
     }
 }
 
@@ -124,10 +103,7 @@ fn recorded_daemons(state: &ClusterState) -> Vec<Victim> {
                 .filter_map(ProcRef::of)
                 .map(|p| victim(p, format!("bpslave of {cluster} node {node}"))),
         );
-        victims.push(victim(
-            launcher,
-            format!("launcher of {cluster} node {node}"),
-        ));
+        victims.push(victim(launcher, format!("launcher of {cluster} node {node}")));
     }
     victims
 }
@@ -140,10 +116,7 @@ fn stray_daemons(run: &RunDir, name: Option<&str>, subnets: &HashSet<Subnet>) ->
         Some(name) => format!("{}/", run.state_dir(name).display()),
         None => format!("{}/", run.clusters_dir().display()),
     };
-    let endpoints: HashSet<String> = subnets
-        .iter()
-        .map(|s| s.master_endpoint().to_string())
-        .collect();
+    let endpoints: HashSet<String> = subnets.iter().map(|s| s.master_endpoint().to_string()).collect();
     let is_ours_master = |endpoint: &str| match name {
         Some(_) => endpoints.contains(endpoint),
         None => endpoint.starts_with("10.77.") && endpoint.ends_with(":2223"),
@@ -159,12 +132,8 @@ fn stray_daemons(run: &RunDir, name: Option<&str>, subnets: &HashSet<Subnet>) ->
         let Some(argv) = procfs::cmdline(pid) else {
             continue;
         };
-        let value_of = |flag: &str| {
-            argv.iter()
-                .position(|a| a == flag)
-                .and_then(|i| argv.get(i + 1))
-                .map(String::as_str)
-        };
+        let value_of =
+            |flag: &str| argv.iter().position(|a| a == flag).and_then(|i| argv.get(i + 1)).map(String::as_str);
         let ours = match comm.as_str() {
             "bpmaster" => value_of("--socket").is_some_and(|s| s.starts_with(&socket_prefix)),
             _ => value_of("--master").is_some_and(is_ours_master),
@@ -179,11 +148,7 @@ fn stray_daemons(run: &RunDir, name: Option<&str>, subnets: &HashSet<Subnet>) ->
 }
 
 fn victim(proc: ProcRef, what: String) -> Victim {
-    Victim {
-        proc,
-        what,
-        term: false,
-    }
+    Victim { proc, what, term: false }
 }
 
 /// Everything of the harness still present: every `bp-*` network namespace, every running
@@ -191,11 +156,8 @@ fn victim(proc: ProcRef, what: String) -> Victim {
 /// when all clusters are down; the test suite checks this at its end.
 pub fn leftovers() -> Vec<String> {
     let run = RunDir::from_env();
-    let mut found: Vec<String> = netns::list()
-        .into_iter()
-        .filter(|ns| ns.starts_with(NETNS_PREFIX))
-        .map(|ns| format!("netns {ns}"))
-        .collect();
+    let mut found: Vec<String> =
+        netns::list().into_iter().filter(|ns| ns.starts_with(NETNS_PREFIX)).map(|ns| format!("netns {ns}")).collect();
     for pid in procfs::pids() {
         if let Some(comm) = procfs::comm(pid) {
             if DAEMON_COMMS.contains(&comm.as_str()) && procfs::is_running(pid) {
@@ -203,11 +165,7 @@ pub fn leftovers() -> Vec<String> {
             }
         }
     }
-    found.extend(
-        run.cluster_names()
-            .into_iter()
-            .map(|name| format!("state dir {}", run.state_dir(&name).display())),
-    );
+    found.extend(run.cluster_names().into_iter().map(|name| format!("state dir {}", run.state_dir(&name).display())));
     found.extend(
         subnet::claims(&run)
             .into_iter()

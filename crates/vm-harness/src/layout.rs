@@ -121,8 +121,7 @@ pub(crate) mod testdir {
         pub(crate) fn new(tag: &str) -> Self {
             static COUNTER: AtomicU32 = AtomicU32::new(0);
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path =
-                std::env::temp_dir().join(format!("vm-harness-{tag}-{}-{n}", std::process::id()));
+            let path = std::env::temp_dir().join(format!("vm-harness-{tag}-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
             std::fs::create_dir_all(&path).expect("create test dir");
             TestDir(path)
@@ -151,10 +150,7 @@ mod tests {
         assert_eq!(run.state_file("c"), Path::new("/r/clusters/c/state.json"));
         assert_eq!(run.socket("c"), Path::new("/r/clusters/c/master.sock"));
         assert_eq!(run.master_log("c"), Path::new("/r/clusters/c/master.log"));
-        assert_eq!(
-            run.slave_log("c", 3),
-            Path::new("/r/clusters/c/slave-3.log")
-        );
+        assert_eq!(run.slave_log("c", 3), Path::new("/r/clusters/c/slave-3.log"));
         assert_eq!(run.subnets_dir(), Path::new("/r/subnets"));
     }
 
@@ -164,11 +160,7 @@ mod tests {
         let run = RunDir::new(tmp.path().join("run"));
         run.ensure().expect("ensure");
         run.ensure().expect("ensure twice");
-        for dir in [
-            tmp.path().join("run"),
-            run.clusters_dir(),
-            run.subnets_dir(),
-        ] {
+        for dir in [tmp.path().join("run"), run.clusters_dir(), run.subnets_dir()] {
             let mode = fs::metadata(&dir).expect("stat").permissions().mode() & 0o777;
             assert_eq!(mode, 0o755, "{}", dir.display());
         }

@@ -14,10 +14,7 @@ pub(crate) const NETNS_PREFIX: &str = "bp-";
 
 /// Checks a cluster name: 1-12 chars of `[a-z0-9-]`, starting with a letter.
 pub fn validate_name(name: &str) -> Result<(), HarnessError> {
-    let invalid = |reason| HarnessError::InvalidName {
-        name: name.to_owned(),
-        reason,
-    };
+    let invalid = |reason| HarnessError::InvalidName { name: name.to_owned(), reason };
     let Some(first) = name.chars().next() else {
         return Err(invalid("it is empty"));
     };
@@ -27,10 +24,7 @@ pub fn validate_name(name: &str) -> Result<(), HarnessError> {
     if !first.is_ascii_lowercase() {
         return Err(invalid("it must start with a letter a-z"));
     }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
+    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
         return Err(invalid("only a-z, 0-9 and '-' are allowed"));
     }
     Ok(())
@@ -141,17 +135,7 @@ mod tests {
 
     #[test]
     fn invalid_names() {
-        for name in [
-            "",
-            "1abc",
-            "-a",
-            "Abc",
-            "a_b",
-            "a.b",
-            "abcdefghijklm",
-            "a b",
-            "é",
-        ] {
+        for name in ["", "1abc", "-a", "Abc", "a_b", "a.b", "abcdefghijklm", "a b", "é"] {
             assert!(validate_name(name).is_err(), "{name:?}");
         }
     }
@@ -168,16 +152,7 @@ mod tests {
 
     #[test]
     fn foreign_netns_names_are_not_ours() {
-        for ns in [
-            "",
-            "bp-",
-            "bp-hub",
-            "bp--hub",
-            "bp-t1-",
-            "bp-t1-x",
-            "xx-t1-hub",
-            "bp-t1-+1",
-        ] {
+        for ns in ["", "bp-", "bp-hub", "bp--hub", "bp-t1-", "bp-t1-x", "xx-t1-hub", "bp-t1-+1"] {
             assert_eq!(parse_netns(ns), None, "{ns:?}");
         }
     }
@@ -198,12 +173,9 @@ mod tests {
         assert_ne!(a, b);
         // Different prefixes and pids never meet, thanks to the fixed-width pid.
         assert_ne!(compose_unique("t1", 2, 0), compose_unique("t", 36 + 2, 0));
-        for (prefix, pid, counter) in [
-            ("", 1, 0),
-            ("9lives", 1, 0),
-            ("A Very_Long-Prefix", 123_456, 99),
-            ("t", 1, u64::MAX),
-        ] {
+        for (prefix, pid, counter) in
+            [("", 1, 0), ("9lives", 1, 0), ("A Very_Long-Prefix", 123_456, 99), ("t", 1, u64::MAX)]
+        {
             let name = compose_unique(prefix, pid, counter);
             assert!(validate_name(&name).is_ok(), "{name:?}");
         }

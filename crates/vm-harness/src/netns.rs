@@ -119,35 +119,21 @@ pub(crate) fn hub_script(cluster: &str, subnet: Subnet, nodes: u32) -> String {
 
 /// The batch run in node `node`'s namespace.
 pub(crate) fn node_script(subnet: Subnet, node: u32) -> Option<String> {
-    Some(format!(
-        "link set lo up\naddr add {}/24 dev eth0\nlink set eth0 up\n",
-        subnet.node_addr(node)?
-    ))
+    Some(format!("link set lo up\naddr add {}/24 dev eth0\nlink set eth0 up\n", subnet.node_addr(node)?))
 }
 
 /// Makes the hub and node namespaces of a cluster and wires them.
-pub(crate) fn create_cluster(
-    cluster: &str,
-    subnet: Subnet,
-    nodes: u32,
-) -> Result<(), HarnessError> {
-    command::run(
-        &mut ip_batch(None, false),
-        Some(&add_script(cluster, nodes)),
-    )?;
+pub(crate) fn create_cluster(cluster: &str, subnet: Subnet, nodes: u32) -> Result<(), HarnessError> {
+    command::run(&mut ip_batch(None, false), Some(&add_script(cluster, nodes)))?;
     let hub = names::hub_netns(cluster);
-    command::run(
-        &mut ip_batch(Some(&hub), false),
-        Some(&hub_script(cluster, subnet, nodes)),
-    )?;
+    command::run(&mut ip_batch(Some(&hub), false), Some(&hub_script(cluster, subnet, nodes)))?;
     let all: Vec<u32> = (0..nodes).collect();
     for chunk in all.chunks(PARALLEL_IP) {
         let mut running: Vec<(Child, String)> = Vec::with_capacity(chunk.len());
         let mut first_error = None;
         for &node in chunk {
-            let script = node_script(subnet, node).ok_or_else(|| HarnessError::InvalidSpec {
-                reason: format!("node {node} has no address"),
-            })?;
+            let script = node_script(subnet, node)
+                .ok_or_else(|| HarnessError::InvalidSpec { reason: format!("node {node} has no address") })?;
             let mut cmd = ip_batch(Some(&names::node_netns(cluster, node)), false);
             match command::spawn_with_input(&mut cmd, Some(&script)) {
                 Ok(child) => running.push((child, command::describe(&cmd))),
@@ -173,14 +159,7 @@ pub(crate) fn create_cluster(
 /// Sets a link in `netns` up or down.
 pub(crate) fn set_link(netns: &str, dev: &str, up: bool) -> Result<(), HarnessError> {
     let mut cmd = Command::new("ip");
-    cmd.args([
-        "-n",
-        netns,
-        "link",
-        "set",
-        dev,
-        if up { "up" } else { "down" },
-    ]);
+    cmd.args(["-n", netns, "link", "set", dev, if up { "up" } else { "down" }]);
     command::run(&mut cmd, None).map(|_| ())
 }
 
@@ -191,32 +170,21 @@ pub(crate) fn delete(netns: &[String]) -> Result<(), HarnessError> {
     if present.is_empty() {
         return Ok(());
     }
-    let script: String = present
-        .iter()
-        .map(|ns| format!("netns del {ns}\n"))
-        .collect();
+    let script: String = present.iter().map(|ns| format!("netns del {ns}\n")).collect();
     let result = command::run(&mut ip_batch(None, true), Some(&script));
-    let left: Vec<&str> = present
-        .iter()
-        .filter(|ns| exists(ns))
-        .map(|ns| ns.as_str())
-        .collect();
+    let left: Vec<&str> = present.iter().filter(|ns| exists(ns)).map(|ns| ns.as_str()).collect();
     match (result, left.is_empty()) {
         (_, true) => Ok(()),
         (Err(err), false) => Err(err),
-        (Ok(_), false) => Err(HarnessError::NetnsLeft {
-            netns: left.iter().map(|ns| (*ns).to_owned()).collect(),
-        }),
+        (Ok(_), false) => Err(HarnessError::NetnsLeft { netns: left.iter().map(|ns| (*ns).to_owned()).collect() }),
     }
 }
 
 /// The processes (by pid) whose network namespace is one of `netns`, like `ip netns pids` but in
 /// one pass over `/proc` for all of them.
 pub(crate) fn pids_in(netns: &[String]) -> Vec<(String, i32)> {
-    let ids: HashMap<(u64, u64), &String> = netns
-        .iter()
-        .filter_map(|ns| Some((procfs::file_id(&netns_path(ns))?, ns)))
-        .collect();
+    let ids: HashMap<(u64, u64), &String> =
+        netns.iter().filter_map(|ns| Some((procfs::file_id(&netns_path(ns))?, ns))).collect();
     if ids.is_empty() {
         return Vec::new();
     }
@@ -240,20 +208,11 @@ mod tests {
     #[test]
     fn scripts() {
         let subnet = Subnet::new(5).expect("subnet");
-        assert_eq!(
-            add_script("c", 2),
-            "netns add bp-c-hub\nnetns add bp-c-0\nnetns add bp-c-1\n"
-        );
+        assert_eq!(add_script("c", 2), "netns add bp-c-hub\nnetns add bp-c-0\nnetns add bp-c-1\n");
         let hub = hub_script("c", subnet, 1);
         assert!(hub.contains("addr add 10.77.5.1/24 dev br0\n"), "{hub}");
-        assert!(
-            hub.contains("link add v0 type veth peer name eth0 netns bp-c-0\n"),
-            "{hub}"
-        );
-        assert!(
-            hub.contains("link set v0 master br0\nlink set v0 up\n"),
-            "{hub}"
-        );
+        assert!(hub.contains("link add v0 type veth peer name eth0 netns bp-c-0\n"), "{hub}");
+        assert!(hub.contains("link set v0 master br0\nlink set v0 up\n"), "{hub}");
         assert_eq!(
             node_script(subnet, 3).as_deref(),
             Some("link set lo up\naddr add 10.77.5.13/24 dev eth0\nlink set eth0 up\n")

@@ -17,10 +17,7 @@ pub(crate) struct ProcRef {
 impl ProcRef {
     /// The process that has `pid` now, if any.
     pub(crate) fn of(pid: i32) -> Option<Self> {
-        stat(pid).map(|s| ProcRef {
-            pid,
-            start_time: s.start_time,
-        })
+        stat(pid).map(|s| ProcRef { pid, start_time: s.start_time })
     }
 
     /// Whether this very process still runs (exists and is not a zombie).
@@ -69,9 +66,7 @@ pub(crate) fn is_running(pid: i32) -> bool {
 
 /// The process's `comm` (at most 15 bytes of its program name).
 pub(crate) fn comm(pid: i32) -> Option<String> {
-    fs::read_to_string(proc_path(pid, "comm"))
-        .ok()
-        .map(|s| s.trim_end_matches('\n').to_owned())
+    fs::read_to_string(proc_path(pid, "comm")).ok().map(|s| s.trim_end_matches('\n').to_owned())
 }
 
 /// The process's argv.
@@ -100,24 +95,14 @@ pub(crate) fn pids() -> Vec<i32> {
 pub(crate) fn children(pid: i32) -> Vec<i32> {
     let mut found = Vec::new();
     let mut have_file = false;
-    for task in fs::read_dir(proc_path(pid, "task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for task in fs::read_dir(proc_path(pid, "task")).into_iter().flatten().flatten() {
         if let Ok(text) = fs::read_to_string(task.path().join("children")) {
             have_file = true;
-            found.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
+            found.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
         }
     }
     if !have_file {
-        found = pids()
-            .into_iter()
-            .filter(|&p| stat(p).is_some_and(|s| s.ppid == pid))
-            .collect();
+        found = pids().into_iter().filter(|&p| stat(p).is_some_and(|s| s.ppid == pid)).collect();
     }
     found.sort_unstable();
     found.dedup();
@@ -162,14 +147,7 @@ mod tests {
         let text = "4061 (a) b) (c) S 1890 4061 1890 0 -1 4194304 95 0 0 0 0 0 0 0 20 0 1 0 \
                     123456 5967872 213 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0";
         let s = parse_stat(text).expect("parse");
-        assert_eq!(
-            s,
-            Stat {
-                state: 'S',
-                ppid: 1890,
-                start_time: 123_456
-            }
-        );
+        assert_eq!(s, Stat { state: 'S', ppid: 1890, start_time: 123_456 });
         assert!(!s.is_dead());
         assert!(parse_stat("12 (x) Z 1").is_none());
     }
@@ -189,10 +167,7 @@ mod tests {
         let me = i32::try_from(std::process::id()).expect("pid fits");
         let r = ProcRef::of(me).expect("self");
         assert!(r.is_running());
-        let stale = ProcRef {
-            start_time: r.start_time + 1,
-            ..r
-        };
+        let stale = ProcRef { start_time: r.start_time + 1, ..r };
         assert!(!stale.is_running());
         assert!(pids().contains(&me));
         assert_eq!(nspid(me).and_then(|p| p.first().copied()), Some(me));
@@ -203,10 +178,7 @@ mod tests {
 
     #[test]
     fn children_of_this_process() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .expect("spawn sleep");
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("spawn sleep");
         let pid = i32::try_from(child.id()).expect("pid fits");
         let me = i32::try_from(std::process::id()).expect("pid fits");
         assert!(children(me).contains(&pid));

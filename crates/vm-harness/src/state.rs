@@ -36,15 +36,12 @@ impl ClusterState {
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(HarnessError::NoSuchCluster {
-                    name: name.to_owned(),
-                    path,
-                })
+                return Err(HarnessError::NoSuchCluster { name: name.to_owned(), path })
             }
             Err(err) => return Err(HarnessError::io("read", path, err)),
         };
-        let state: ClusterState = serde_json::from_str(&text)
-            .map_err(|source| HarnessError::StateFormat { path, source })?;
+        let state: ClusterState =
+            serde_json::from_str(&text).map_err(|source| HarnessError::StateFormat { path, source })?;
         Ok(state)
     }
 
@@ -52,11 +49,8 @@ impl ClusterState {
     pub(crate) fn save(&self, run: &RunDir) -> Result<(), HarnessError> {
         let path = run.state_file(&self.name);
         let tmp = path.with_extension("json.tmp");
-        let text =
-            serde_json::to_string_pretty(self).map_err(|source| HarnessError::StateFormat {
-                path: path.clone(),
-                source,
-            })?;
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|source| HarnessError::StateFormat { path: path.clone(), source })?;
         fs::write(&tmp, text + "\n").map_err(|e| HarnessError::io("write", &tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| HarnessError::io("rename into place", &path, e))
     }
@@ -76,17 +70,8 @@ mod tests {
             bin_dir: PathBuf::from("/target/release"),
             hub_netns: "bp-t1-hub".to_owned(),
             node_netns: vec!["bp-t1-0".to_owned(), "bp-t1-1".to_owned()],
-            master: Some(ProcRef {
-                pid: 100,
-                start_time: 7,
-            }),
-            slaves: vec![
-                Some(ProcRef {
-                    pid: 101,
-                    start_time: 8,
-                }),
-                None,
-            ],
+            master: Some(ProcRef { pid: 100, start_time: 7 }),
+            slaves: vec![Some(ProcRef { pid: 101, start_time: 8 }), None],
         }
     }
 
@@ -110,15 +95,9 @@ mod tests {
         let tmp = TestDir::new("state-bad");
         let run = RunDir::new(tmp.path());
         run.ensure().expect("ensure");
-        assert!(matches!(
-            ClusterState::load(&run, "nope"),
-            Err(HarnessError::NoSuchCluster { .. })
-        ));
+        assert!(matches!(ClusterState::load(&run, "nope"), Err(HarnessError::NoSuchCluster { .. })));
         create_dir_0755(&run.state_dir("bad")).expect("mkdir");
         fs::write(run.state_file("bad"), "{\"name\":").expect("write");
-        assert!(matches!(
-            ClusterState::load(&run, "bad"),
-            Err(HarnessError::StateFormat { .. })
-        ));
+        assert!(matches!(ClusterState::load(&run, "bad"), Err(HarnessError::StateFormat { .. })));
     }
 }

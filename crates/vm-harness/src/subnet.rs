@@ -81,11 +81,7 @@ impl From<Subnet> for u8 {
 pub(crate) fn claim(run: &RunDir, cluster: &str) -> Result<Subnet, HarnessError> {
     for index in 1..=254u8 {
         let path = claim_file(run, index);
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
+        match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(mut file) => {
                 if let Err(err) = file.write_all(cluster.as_bytes()) {
                     let _ = fs::remove_file(&path);
@@ -97,9 +93,7 @@ pub(crate) fn claim(run: &RunDir, cluster: &str) -> Result<Subnet, HarnessError>
             Err(err) => return Err(HarnessError::io("create subnet claim", path, err)),
         }
     }
-    Err(HarnessError::NoFreeSubnet {
-        dir: run.subnets_dir(),
-    })
+    Err(HarnessError::NoFreeSubnet { dir: run.subnets_dir() })
 }
 
 /// Removes `cluster`'s claim on `subnet`; a claim that is missing or held by another cluster is
@@ -136,19 +130,9 @@ pub(crate) fn claims(run: &RunDir) -> Vec<Claim> {
         .flatten()
         .map(|entry| {
             let path = entry.path();
-            let subnet = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u8>().ok())
-                .and_then(Subnet::new);
-            let owner = fs::read_to_string(&path)
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_default();
-            Claim {
-                path,
-                subnet,
-                owner,
-            }
+            let subnet = entry.file_name().to_str().and_then(|n| n.parse::<u8>().ok()).and_then(Subnet::new);
+            let owner = fs::read_to_string(&path).map(|s| s.trim().to_owned()).unwrap_or_default();
+            Claim { path, subnet, owner }
         })
         .collect();
     found.sort_by(|a, b| a.path.cmp(&b.path));
@@ -212,9 +196,6 @@ mod tests {
         for _ in 1..=254 {
             claim(&run, "x").expect("claim");
         }
-        assert!(matches!(
-            claim(&run, "y"),
-            Err(HarnessError::NoFreeSubnet { .. })
-        ));
+        assert!(matches!(claim(&run, "y"), Err(HarnessError::NoFreeSubnet { .. })));
     }
 }

@@ -12,20 +12,12 @@ use crate::error::HarnessError;
 
 /// Sends `signal` (0 = only probe) to `pid`. Returns `Ok(false)` if there is no such process.
 pub(crate) fn send_signal(pid: i32, signal: i32) -> Result<bool, HarnessError> {
-    let fail = |source| HarnessError::Signal {
-        pid,
-        signal,
-        source,
-    };
+    let fail = |source| HarnessError::Signal { pid, signal, source };
     if pid <= 0 {
         // kill(0 or negative) would signal process groups, never what the harness means.
         return Err(fail(Errno::EINVAL));
     }
-    let sig = if signal == 0 {
-        None
-    } else {
-        Some(Signal::try_from(signal).map_err(fail)?)
-    };
+    let sig = if signal == 0 { None } else { Some(Signal::try_from(signal).map_err(fail)?) };
     match kill(Pid::from_raw(pid), sig) {
         Ok(()) => Ok(true),
         Err(Errno::ESRCH) => Ok(false),
@@ -36,9 +28,7 @@ pub(crate) fn send_signal(pid: i32, signal: i32) -> Result<bool, HarnessError> {
 /// [`send_signal`] for cleanup paths: a failure is returned as text instead of an error.
 pub(crate) fn signal_quietly(pid: i32, signal: i32) -> Option<String> {
     send_signal(pid, signal).err().map(|e| {
-        let cause = std::error::Error::source(&e)
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
+        let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
         format!("{e}{cause}")
     })
 }
@@ -50,11 +40,7 @@ pub(crate) fn new_session(cmd: &mut Command) {
     // functions may be called; it calls only setsid(2), which is async-signal-safe, allocates
     // nothing and touches no lock. A child of a fork is never a group leader, so setsid succeeds.
     unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(|_| ())
-                .map_err(std::io::Error::from)
-        });
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
     }
 }
 
@@ -87,11 +73,7 @@ mod tests {
         child.kill().expect("kill");
         child.wait().expect("wait");
         // fields[2] is the process group, fields[3] the session (fields 5 and 6 of stat).
-        assert_eq!(
-            (fields[2], fields[3]),
-            (pid.as_str(), pid.as_str()),
-            "{stat}"
-        );
+        assert_eq!((fields[2], fields[3]), (pid.as_str(), pid.as_str()), "{stat}");
     }
 
     fn libc_sigkill() -> i32 {

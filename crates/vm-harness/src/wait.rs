@@ -19,11 +19,7 @@ use std::time::{Duration, Instant};
 /// );
 /// assert_eq!(got, Some(42));
 /// ```
-pub fn wait_until<T>(
-    deadline: Instant,
-    interval: Duration,
-    mut probe: impl FnMut() -> Option<T>,
-) -> Option<T> {
+pub fn wait_until<T>(deadline: Instant, interval: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     loop {
         if let Some(value) = probe() {
             return Some(value);
@@ -37,11 +33,7 @@ pub fn wait_until<T>(
 }
 
 /// [`wait_until`] with a timeout counted from now.
-pub fn wait_for<T>(
-    timeout: Duration,
-    interval: Duration,
-    probe: impl FnMut() -> Option<T>,
-) -> Option<T> {
+pub fn wait_for<T>(timeout: Duration, interval: Duration, probe: impl FnMut() -> Option<T>) -> Option<T> {
     wait_until(Instant::now() + timeout, interval, probe)
 }
 
@@ -63,11 +55,10 @@ mod tests {
     fn times_out_after_a_last_probe() {
         let start = Instant::now();
         let mut calls = 0;
-        let got: Option<()> =
-            wait_for(Duration::from_millis(30), Duration::from_millis(10), || {
-                calls += 1;
-                None
-            });
+        let got: Option<()> = wait_for(Duration::from_millis(30), Duration::from_millis(10), || {
+            calls += 1;
+            None
+        });
         assert_eq!(got, None);
         assert!(start.elapsed() >= Duration::from_millis(30));
         assert!(calls >= 2, "probed {calls} times");

@@ -12,26 +12,24 @@ use vm_harness::{gc, unique_name, Cluster, ClusterSpec, HarnessError};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests make network namespaces: run them as root"
-    );
+    assert!(nix::unistd::geteuid().is_root(), "these tests make network namespaces: run them as root");
 }
 
 /// target/<profile>/ of this test binary (it lives in target/<profile>/deps/).
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary in target/<profile>/deps")
-        .to_path_buf()
+    exe.parent().and_then(Path::parent).expect("test binary in target/<profile>/deps").to_path_buf()
 }
 
 /// A bin dir where bpmaster, bpslave and bpstat are links to the fake daemon (built by cargo
 /// test as an example); `master` may point bpmaster elsewhere.
 fn bin_dir_with(tag: &str, master: Option<&Path>) -> PathBuf {
     let fake = profile_dir().join("examples").join("fake-daemon");
-    assert!(fake.is_file(), "{} missing: `cargo test -p vm-harness` builds it (or `cargo build -p vm-harness --examples`)", fake.display());
+    assert!(
+        fake.is_file(),
+        "{} missing: `cargo test -p vm-harness` builds it (or `cargo build -p vm-harness --examples`)",
+        fake.display()
+    );
     let dir = profile_dir().join(format!("vm-harness-{tag}"));
     std::fs::create_dir_all(&dir).expect("create bin dir");
     for name in ["bpmaster", "bpslave", "bpstat"] {
@@ -71,16 +69,8 @@ fn traces_of(name: &str) -> Vec<String> {
                 || l.ends_with(&format!("({name})"))
         })
         .collect();
-    let netns = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip");
-    found.extend(
-        String::from_utf8_lossy(&netns.stdout)
-            .lines()
-            .filter(|l| l.starts_with(&prefix))
-            .map(str::to_owned),
-    );
+    let netns = Command::new("ip").args(["netns", "list"]).output().expect("ip");
+    found.extend(String::from_utf8_lossy(&netns.stdout).lines().filter(|l| l.starts_with(&prefix)).map(str::to_owned));
     found
 }
 
@@ -101,31 +91,20 @@ fn lifecycle_and_fault_injection() {
     // Layout.
     assert!(cluster.socket_path().exists());
     assert!(cluster.state_dir().join("state.json").is_file());
-    assert_eq!(
-        cluster.node_states().expect("states"),
-        [(0, "up".into()), (1, "up".into()), (2, "up".into())]
-    );
+    assert_eq!(cluster.node_states().expect("states"), [(0, "up".into()), (1, "up".into()), (2, "up".into())]);
     let addr = run(Command::new("ip").args(["-n", &format!("bp-{name}-1"), "-4", "-o", "addr"]));
     let want = format!("{}/24", cluster.node_addr(1).expect("addr"));
     assert!(addr.contains(&want) && addr.contains("eth0"), "{addr}");
     let status = cluster.node_status().expect("status");
-    assert_eq!(
-        status[1].addr.as_deref(),
-        cluster.node_addr(1).map(|a| a.to_string()).as_deref()
-    );
+    assert_eq!(status[1].addr.as_deref(), cluster.node_addr(1).map(|a| a.to_string()).as_deref());
 
     // Pids: the slave is PID 1 of its node, its first child PID 2.
     let slave = cluster.slave_pid(0).expect("slave 0 runs");
     assert_eq!(cluster.host_pid(0, 1), Some(slave));
-    let two = vm_harness::wait_for(WAIT, Duration::from_millis(5), || cluster.host_pid(0, 2))
-        .expect("pid 2 in node 0");
+    let two = vm_harness::wait_for(WAIT, Duration::from_millis(5), || cluster.host_pid(0, 2)).expect("pid 2 in node 0");
     let comm = std::fs::read_to_string(format!("/proc/{two}/comm")).expect("comm");
     assert_eq!(comm.trim(), "sleep");
-    assert_ne!(
-        cluster.host_pid(1, 2),
-        Some(two),
-        "other node, other namespace"
-    );
+    assert_ne!(cluster.host_pid(1, 2), Some(two), "other node, other namespace");
     assert_eq!(cluster.host_pid(0, 99_999), None);
     assert!(cluster.master_pid().is_some());
 
@@ -135,9 +114,7 @@ fn lifecycle_and_fault_injection() {
 
     // Cut and restore a link.
     cluster.cut_link(1).expect("cut");
-    let took = cluster
-        .wait_node_state(1, "down", WAIT)
-        .expect("node 1 down");
+    let took = cluster.wait_node_state(1, "down", WAIT).expect("node 1 down");
     eprintln!("cut link: down after {took:?}");
     assert_eq!(cluster.node_states().expect("states")[0].1, "up");
     cluster.restore_link(1).expect("restore");
@@ -146,21 +123,11 @@ fn lifecycle_and_fault_injection() {
     // Kill and restart a slave.
     cluster.kill_slave(2, libc_sigkill()).expect("kill slave");
     assert_eq!(cluster.slave_pid(2), None);
-    assert!(matches!(
-        cluster.kill_slave(2, libc_sigkill()),
-        Err(HarnessError::NotRunning { .. })
-    ));
-    cluster
-        .wait_node_state(2, "down", WAIT)
-        .expect("node 2 down");
+    assert!(matches!(cluster.kill_slave(2, libc_sigkill()), Err(HarnessError::NotRunning { .. })));
+    cluster.wait_node_state(2, "down", WAIT).expect("node 2 down");
     cluster.start_slave(2).expect("restart");
-    assert!(matches!(
-        cluster.start_slave(2),
-        Err(HarnessError::AlreadyRunning { .. })
-    ));
-    cluster
-        .wait_node_state(2, "up", WAIT)
-        .expect("node 2 up again");
+    assert!(matches!(cluster.start_slave(2), Err(HarnessError::AlreadyRunning { .. })));
+    cluster.wait_node_state(2, "up", WAIT).expect("node 2 up again");
 
     // Kill and restart the master.
     cluster.kill_master(libc_sigkill()).expect("kill master");
@@ -169,10 +136,7 @@ fn lifecycle_and_fault_injection() {
     cluster.wait_node_state(0, "up", WAIT).expect("node 0 back");
 
     // Errors name the node.
-    assert!(matches!(
-        cluster.cut_link(3),
-        Err(HarnessError::NoSuchNode { .. })
-    ));
+    assert!(matches!(cluster.cut_link(3), Err(HarnessError::NoSuchNode { .. })));
 
     // Attach sees the same cluster and leaves it running when dropped.
     let attached = Cluster::attach(&name).expect("attach");
@@ -185,9 +149,7 @@ fn lifecycle_and_fault_injection() {
     eprintln!("down in {:?}", start.elapsed());
     assert_eq!(traces_of(&name), Vec::<String>::new());
     assert!(vm_harness::wait_for(WAIT, Duration::from_millis(5), || {
-        std::fs::metadata(format!("/proc/{two}"))
-            .is_err()
-            .then_some(())
+        std::fs::metadata(format!("/proc/{two}")).is_err().then_some(())
     })
     .is_some());
 }
@@ -253,19 +215,14 @@ fn gc_removes_a_crashed_cluster() {
         std::fs::metadata(format!("/proc/{slave}")).is_err() || {
             // Reaped by init an instant later.
             vm_harness::wait_for(WAIT, Duration::from_millis(5), || {
-                std::fs::metadata(format!("/proc/{slave}"))
-                    .is_err()
-                    .then_some(())
+                std::fs::metadata(format!("/proc/{slave}")).is_err().then_some(())
             })
             .is_some()
         }
     );
     assert_eq!(gc(Some(&name)).expect("gc again"), Vec::<String>::new());
     // down of a cluster that is gone is no error either.
-    assert!(matches!(
-        Cluster::attach(&name),
-        Err(HarnessError::NoSuchCluster { .. })
-    ));
+    assert!(matches!(Cluster::attach(&name), Err(HarnessError::NoSuchCluster { .. })));
 }
 
 #[test]

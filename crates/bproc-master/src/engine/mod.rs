@@ -311,7 +311,14 @@ mod tests {
     }
 
     fn spec(node: i32) -> SpawnSpec {
-        SpawnSpec { node, argv: vec![b"true".to_vec()], env: vec![], cwd: b"/".to_vec(), umask: 0o022, stdin_null: false }
+        SpawnSpec {
+            node,
+            argv: vec![b"true".to_vec()],
+            env: vec![],
+            cwd: b"/".to_vec(),
+            umask: 0o022,
+            stdin_null: false,
+        }
     }
 
     #[test]
@@ -327,7 +334,10 @@ mod tests {
         e.set_perms(0, Perms { uid: 0, gid: 0, mode: 0o100 });
         let user = Cred { uid: 1000, gid: 1000, groups: vec![], pid: 9 };
         assert_eq!(e.spawn(user, spec(0)).unwrap_err(), SpawnError::PermissionDenied { node: 0, uid: 1000 });
-        assert_eq!(SpawnError::NoSuchNode { node: 9, count: 4 }.to_string(), "node 9: no such node (the cluster has nodes 0-3)");
+        assert_eq!(
+            SpawnError::NoSuchNode { node: 9, count: 4 }.to_string(),
+            "node 9: no such node (the cluster has nodes 0-3)"
+        );
     }
 
     #[test]

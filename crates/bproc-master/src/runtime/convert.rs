@@ -94,7 +94,13 @@ mod tests {
 
     #[test]
     fn start_is_validated() {
-        let ok = v1::ExecStart { node: 1, argv: vec![b"ls".to_vec()], cwd: b"/".to_vec(), umask: 0o22, ..Default::default() };
+        let ok = v1::ExecStart {
+            node: 1,
+            argv: vec![b"ls".to_vec()],
+            cwd: b"/".to_vec(),
+            umask: 0o22,
+            ..Default::default()
+        };
         assert_eq!(spec_from_start(ok.clone()).expect("valid").node, 1);
         let empty = v1::ExecStart { argv: vec![], ..ok.clone() };
         assert_eq!(spec_from_start(empty).unwrap_err().code(), tonic::Code::InvalidArgument);

@@ -15,8 +15,8 @@ pub fn peer_cred<T>(req: &Request<T>) -> Result<Cred, Status> {
     let pid = info.pid().ok_or_else(|| Status::permission_denied("the kernel gave no peer pid"))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| Status::permission_denied(format!("cannot read the caller's credentials: {e}")))?;
-    let groups = parse_groups(&status)
-        .ok_or_else(|| Status::permission_denied("caller's /proc status has no Groups line"))?;
+    let groups =
+        parse_groups(&status).ok_or_else(|| Status::permission_denied("caller's /proc status has no Groups line"))?;
     Ok(Cred { uid: info.uid(), gid: info.gid(), groups, pid })
 }
 

@@ -37,15 +37,27 @@ fn bind_unix(path: &Path) -> Result<UnixListener, ServeError> {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(ServeError::SocketInUse { path: path.into() });
         }
-        std::fs::remove_file(path).map_err(|source| ServeError::Socket { what: "remove stale", path: path.into(), source })?;
+        std::fs::remove_file(path).map_err(|source| ServeError::Socket {
+            what: "remove stale",
+            path: path.into(),
+            source,
+        })?;
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| ServeError::Socket { what: "create the directory of", path: path.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| ServeError::Socket {
+            what: "create the directory of",
+            path: path.into(),
+            source,
+        })?;
     }
-    let listener = UnixListener::bind(path).map_err(|source| ServeError::Socket { what: "bind", path: path.into(), source })?;
+    let listener =
+        UnixListener::bind(path).map_err(|source| ServeError::Socket { what: "bind", path: path.into(), source })?;
     // Anyone may connect; who they are is decided by SO_PEERCRED per call.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-        .map_err(|source| ServeError::Socket { what: "chmod", path: path.into(), source })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(|source| ServeError::Socket {
+        what: "chmod",
+        path: path.into(),
+        source,
+    })?;
     Ok(listener)
 }
 
@@ -80,7 +92,9 @@ pub async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let clients = server().add_service(master).serve_with_incoming_shutdown(UnixListenerStream::new(unix), stopped(stop_rx.clone()));
+    let clients = server()
+        .add_service(master)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(unix), stopped(stop_rx.clone()));
     let slave_srv = server()
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .add_service(slaves)

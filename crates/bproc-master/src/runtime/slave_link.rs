@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::v1::{self, master_msg, slave_msg, exec_out};
+use proto::v1::{self, exec_out, master_msg, slave_msg};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 

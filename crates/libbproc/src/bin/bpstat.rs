@@ -72,7 +72,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .collect();
         println!("{}", serde_json::json!({ "nodes": rows }));
     } else if args.long {
-        println!("{:<6} {:<8} {:<11} {:<8} {:<8} {:<15} {:<12} PROCS", "Node", "Status", "Mode", "User", "Group", "Address", "Hostname");
+        println!(
+            "{:<6} {:<8} {:<11} {:<8} {:<8} {:<15} {:<12} PROCS",
+            "Node", "Status", "Mode", "User", "Group", "Address", "Hostname"
+        );
         for n in &nodes {
             println!(
                 "{:<6} {:<8} {:<11} {:<8} {:<8} {:<15} {:<12} {}",
@@ -89,7 +92,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         println!("{:<12} {:<8} {:<11} {:<8} Group", "Node(s)", "Status", "Mode", "User");
         for (list, n) in group_rows(&nodes) {
-            println!("{:<12} {:<8} {:<11} {:<8} {}", list, n.state, mode_string(n.mode), user_name(n.uid), group_name(n.gid));
+            println!(
+                "{:<12} {:<8} {:<11} {:<8} {}",
+                list,
+                n.state,
+                mode_string(n.mode),
+                user_name(n.uid),
+                group_name(n.gid)
+            );
         }
     }
     Ok(())
@@ -141,7 +151,16 @@ mod tests {
     use super::*;
 
     fn node(n: u32, state: &str) -> NodeStatus {
-        NodeStatus { node: n, state: state.into(), addr: String::new(), mode: 0o111, uid: 0, gid: 0, hostname: String::new(), processes: 0 }
+        NodeStatus {
+            node: n,
+            state: state.into(),
+            addr: String::new(),
+            mode: 0o111,
+            uid: 0,
+            gid: 0,
+            hostname: String::new(),
+            processes: 0,
+        }
     }
 
     #[test]

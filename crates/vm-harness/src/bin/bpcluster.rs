@@ -74,13 +74,9 @@ macro_rules! say {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Up {
-            nodes,
-            name,
-            node_timeout_ms,
-            bin_dir,
-            timeout,
-        } => up(name, nodes, node_timeout_ms, bin_dir, timeout),
+        Cmd::Up { nodes, name, node_timeout_ms, bin_dir, timeout } => {
+            up(name, nodes, node_timeout_ms, bin_dir, timeout)
+        }
         Cmd::Down { name } => down(&name),
         Cmd::Status { name } => status(name.as_deref()),
         Cmd::Gc { name } => gc(name.as_deref()),
@@ -94,52 +90,36 @@ fn main() -> ExitCode {
     }
 }
 
-fn up(
-    name: String,
-    nodes: u32,
-    node_timeout_ms: u64,
-    bin_dir: Option<PathBuf>,
-    timeout: u64,
-) -> Result<()> {
+fn up(name: String, nodes: u32, node_timeout_ms: u64, bin_dir: Option<PathBuf>, timeout: u64) -> Result<()> {
     let mut spec = ClusterSpec::new(name.clone(), nodes);
     spec.node_timeout_ms = node_timeout_ms;
     spec.bin_dir = bin_dir;
     spec.up_timeout = Duration::from_secs(timeout);
     let start = Instant::now();
-    let cluster = Cluster::up(spec)
-        .with_context(|| format!("cannot bring cluster {name} up"))?
-        .into_detached();
+    let cluster = Cluster::up(spec).with_context(|| format!("cannot bring cluster {name} up"))?.into_detached();
     say!(
         "cluster {}: {} nodes up in {:.2}s (subnet {}, master pid {}, logs in {})",
         cluster.name(),
         cluster.nodes(),
         start.elapsed().as_secs_f64(),
         cluster.subnet(),
-        cluster
-            .master_pid()
-            .map_or_else(|| "?".to_owned(), |p| p.to_string()),
+        cluster.master_pid().map_or_else(|| "?".to_owned(), |p| p.to_string()),
         cluster.state_dir().display()
     );
-    say!(
-        "export {}={}",
-        vm_harness::SOCKET_ENV,
-        shell_quote(cluster.socket_path())
-    );
+    say!("export {}={}", vm_harness::SOCKET_ENV, shell_quote(cluster.socket_path()));
     Ok(())
 }
 
 fn down(name: &str) -> Result<()> {
     match Cluster::attach(name) {
         Ok(cluster) => {
-            cluster
-                .down()
-                .with_context(|| format!("cannot tear cluster {name} down"))?;
+            cluster.down().with_context(|| format!("cannot tear cluster {name} down"))?;
             say!("cluster {name}: down");
         }
         Err(HarnessError::NoSuchCluster { .. }) => {
             // Nothing recorded: still remove whatever a crash may have left under that name.
-            let removed = vm_harness::gc(Some(name))
-                .with_context(|| format!("cannot remove leftovers of cluster {name}"))?;
+            let removed =
+                vm_harness::gc(Some(name)).with_context(|| format!("cannot remove leftovers of cluster {name}"))?;
             if removed.is_empty() {
                 say!("cluster {name}: not found, nothing to do");
             } else {
@@ -187,12 +167,9 @@ fn status(name: Option<&str>) -> Result<()> {
         match cluster.node_states() {
             Ok(states) => {
                 for (node, state) in states {
-                    let addr = cluster
-                        .node_addr(node)
-                        .map_or_else(String::new, |a| a.to_string());
-                    let slave = cluster
-                        .slave_pid(node)
-                        .map_or_else(|| "no slave".to_owned(), |p| format!("slave pid {p}"));
+                    let addr = cluster.node_addr(node).map_or_else(String::new, |a| a.to_string());
+                    let slave =
+                        cluster.slave_pid(node).map_or_else(|| "no slave".to_owned(), |p| format!("slave pid {p}"));
                     say!("  node {node:>3}  {state:<8} {addr:<15} {slave}");
                 }
             }
@@ -242,13 +219,7 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(
-            shell_quote(Path::new("/run/bproc/clusters/a/master.sock")),
-            "/run/bproc/clusters/a/master.sock"
-        );
-        assert_eq!(
-            shell_quote(Path::new("/tmp/a b/it's")),
-            r"'/tmp/a b/it'\''s'"
-        );
+        assert_eq!(shell_quote(Path::new("/run/bproc/clusters/a/master.sock")), "/run/bproc/clusters/a/master.sock");
+        assert_eq!(shell_quote(Path::new("/tmp/a b/it's")), r"'/tmp/a b/it'\''s'");
     }
 }

@@ -27,10 +27,7 @@ impl Cluster {
             (!launcher.is_running()).then_some(())
         });
         gone.ok_or_else(|| HarnessError::Timeout {
-            what: format!(
-                "the slave of node {node} of cluster {} to exit after signal {signal}",
-                self.state.name
-            ),
+            what: format!("the slave of node {node} of cluster {} to exit after signal {signal}", self.state.name),
             waited: SLAVE_EXIT_WAIT,
             logs: daemon::format_logs(&[&self.slave_log(node)]),
         })
@@ -55,8 +52,7 @@ impl Cluster {
             if self.slave_pid(node).is_some() {
                 return Some(Ok(()));
             }
-            self.launcher_exit(node)
-                .map(|status| Err(self.slave_died(node, status)))
+            self.launcher_exit(node).map(|status| Err(self.slave_died(node, status)))
         });
         started.unwrap_or_else(|| {
             Err(HarnessError::Timeout {
@@ -69,14 +65,10 @@ impl Cluster {
 
     /// Sends `signal` to `bpmaster` and waits until it has exited (for master-restart tests).
     pub fn kill_master(&self, signal: i32) -> Result<(), HarnessError> {
-        let master = self
-            .state
-            .master
-            .filter(ProcRef::is_running)
-            .ok_or_else(|| HarnessError::NotRunning {
-                cluster: self.state.name.clone(),
-                what: "the master".to_owned(),
-            })?;
+        let master = self.state.master.filter(ProcRef::is_running).ok_or_else(|| HarnessError::NotRunning {
+            cluster: self.state.name.clone(),
+            what: "the master".to_owned(),
+        })?;
         sys::send_signal(master.pid, signal)?;
         let gone = wait_until(Instant::now() + SLAVE_EXIT_WAIT, FAST_POLL, || {
             self.reap_children();

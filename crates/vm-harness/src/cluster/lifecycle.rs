@@ -4,9 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{
-    child_pid, describe_exit, lock, Cluster, BPSTAT_POLL, FAST_POLL, MAX_QUOTED_SLAVE_LOGS,
-};
+use super::{child_pid, describe_exit, lock, Cluster, BPSTAT_POLL, FAST_POLL, MAX_QUOTED_SLAVE_LOGS};
 use crate::bpstat;
 use crate::daemon::{self, Victim};
 use crate::error::HarnessError;
@@ -75,15 +73,11 @@ impl Cluster {
     }
 
     pub(super) fn spawn_slave(&mut self, node: u32) -> Result<(), HarnessError> {
-        let netns = self
-            .node_netns(node)
-            .ok_or_else(|| self.no_such_node(node))?
-            .to_owned();
+        let netns = self.node_netns(node).ok_or_else(|| self.no_such_node(node))?.to_owned();
         let cmd = daemon::slave_command(&self.state.bin_dir, &netns, self.state.subnet, node);
         let child = daemon::spawn_detached(cmd, &self.slave_log(node))?;
         let pid = child_pid(&child);
-        self.state.slaves[node as usize] =
-            Some(ProcRef::of(pid).unwrap_or(ProcRef { pid, start_time: 0 }));
+        self.state.slaves[node as usize] = Some(ProcRef::of(pid).unwrap_or(ProcRef { pid, start_time: 0 }));
         lock(&self.launcher_children)[node as usize] = Some(child);
         Ok(())
     }
@@ -102,9 +96,7 @@ impl Cluster {
                     if bpstat::all_in(&states, nodes, "up") {
                         return Some(Ok(()));
                     }
-                    not_up = (0..nodes)
-                        .filter(|n| !states.iter().any(|(m, s)| m == n && s == "up"))
-                        .collect();
+                    not_up = (0..nodes).filter(|n| !states.iter().any(|(m, s)| m == n && s == "up")).collect();
                     last = bpstat::summary(&states);
                 }
                 Err(err) => last = err.chain(),
@@ -113,10 +105,7 @@ impl Cluster {
         });
         outcome.unwrap_or_else(|| {
             Err(HarnessError::Timeout {
-                what: format!(
-                    "all {nodes} nodes of cluster {} to be up (last seen: {last})",
-                    self.state.name
-                ),
+                what: format!("all {nodes} nodes of cluster {} to be up (last seen: {last})", self.state.name),
                 waited: start.elapsed(),
                 logs: self.logs_of(&not_up),
             })
@@ -132,8 +121,7 @@ impl Cluster {
                 logs: daemon::format_logs(&[&self.master_log()]),
             });
         }
-        (0..self.state.nodes)
-            .find_map(|node| Some(self.slave_died(node, self.launcher_exit(node)?)))
+        (0..self.state.nodes).find_map(|node| Some(self.slave_died(node, self.launcher_exit(node)?)))
     }
 
     pub(super) fn slave_died(&self, node: u32, status: String) -> HarnessError {
@@ -169,12 +157,7 @@ impl Cluster {
     /// The master's log and those of (at most a few of) `nodes`.
     pub(super) fn logs_of(&self, nodes: &[u32]) -> String {
         let mut paths = vec![self.master_log()];
-        paths.extend(
-            nodes
-                .iter()
-                .take(MAX_QUOTED_SLAVE_LOGS)
-                .map(|&n| self.slave_log(n)),
-        );
+        paths.extend(nodes.iter().take(MAX_QUOTED_SLAVE_LOGS).map(|&n| self.slave_log(n)));
         let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
         daemon::format_logs(&refs)
     }
@@ -185,37 +168,19 @@ impl Cluster {
         let mut problems = Vec::new();
         let mut victims = Vec::new();
         if let Some(master) = self.state.master.filter(ProcRef::is_running) {
-            victims.push(Victim {
-                proc: master,
-                what: "bpmaster".to_owned(),
-                term: true,
-            });
+            victims.push(Victim { proc: master, what: "bpmaster".to_owned(), term: true });
         }
         for (node, launcher) in self.state.slaves.iter().enumerate() {
             let Some(launcher) = launcher.filter(ProcRef::is_running) else {
                 continue;
             };
             // unshare blocks SIGTERM: bpslave gets it, the launcher only the final SIGKILL.
-            victims.extend(
-                procfs::children(launcher.pid)
-                    .into_iter()
-                    .filter_map(|pid| {
-                        Some(Victim {
-                            proc: ProcRef::of(pid)?,
-                            what: format!("bpslave of node {node}"),
-                            term: true,
-                        })
-                    }),
-            );
-            victims.push(Victim {
-                proc: launcher,
-                what: format!("launcher of node {node}"),
-                term: false,
-            });
+            victims.extend(procfs::children(launcher.pid).into_iter().filter_map(|pid| {
+                Some(Victim { proc: ProcRef::of(pid)?, what: format!("bpslave of node {node}"), term: true })
+            }));
+            victims.push(Victim { proc: launcher, what: format!("launcher of node {node}"), term: false });
         }
-        problems.extend(daemon::stop(&victims, self.stop_grace, &mut || {
-            self.reap_children()
-        }));
+        problems.extend(daemon::stop(&victims, self.stop_grace, &mut || self.reap_children()));
 
         let ours = netns::list_ours(Some(&self.state.name));
         let pids = netns::pids_in(&ours);
@@ -233,10 +198,7 @@ impl Cluster {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(HarnessError::Teardown {
-                name: self.state.name.clone(),
-                problems,
-            })
+            Err(HarnessError::Teardown { name: self.state.name.clone(), problems })
         }
     }
 

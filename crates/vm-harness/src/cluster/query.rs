@@ -24,12 +24,7 @@ impl Cluster {
     }
 
     /// Polls `bpstat` until node `node` is in `state` (e.g. "down"); returns how long that took.
-    pub fn wait_node_state(
-        &self,
-        node: u32,
-        state: &str,
-        timeout: Duration,
-    ) -> Result<Duration, HarnessError> {
+    pub fn wait_node_state(&self, node: u32, state: &str, timeout: Duration) -> Result<Duration, HarnessError> {
         self.check_node(node)?;
         let start = Instant::now();
         let mut last = "nothing yet".to_owned();
@@ -45,10 +40,7 @@ impl Cluster {
             None
         });
         reached.ok_or_else(|| HarnessError::Timeout {
-            what: format!(
-                "node {node} of cluster {} to be {state} (last seen: {last})",
-                self.state.name
-            ),
+            what: format!("node {node} of cluster {} to be {state} (last seen: {last})", self.state.name),
             waited: timeout,
             logs: daemon::format_logs(&[&self.master_log(), &self.slave_log(node)]),
         })
