@@ -1,0 +1,37 @@
+//! The pieces of `bproc-bench` (see `src/bin/bench.rs`).
+//!
+//! - `latency`: start latency of one trivial process, and fan-out.
+//! - `throughput`: stdout and stdin streams through bpsh, ssh and a local pipe.
+//! - `ssh`: the sshd on a node and the ssh client commands (the peer compared against).
+//! - `report`: the Markdown report.
+//! - `stats`: samples and percentiles.
+//! - `sys`: timing a command, the watchdog, running in a network namespace, killing a tree.
+
+pub mod latency;
+pub mod report;
+pub mod ssh;
+pub mod stats;
+pub mod sys;
+pub mod throughput;
+
+/// How much to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Runs of each start-latency command (and rounds of the interleaved loop).
+    pub latency: usize,
+    /// Runs of ssh with a new connection (spread over the latency rounds).
+    pub ssh_new: usize,
+    /// Runs of each fan-out command.
+    pub fanout: usize,
+    /// Runs of each throughput command.
+    pub throughput: usize,
+    /// Bytes moved per throughput run.
+    pub size: u64,
+}
+
+impl Config {
+    /// The full run: a few minutes.
+    pub const FULL: Config = Config { latency: 200, ssh_new: 20, fanout: 50, throughput: 3, size: 1 << 30 };
+    /// `--quick`: proves the benchmarks work, well under a minute.
+    pub const QUICK: Config = Config { latency: 20, ssh_new: 5, fanout: 10, throughput: 1, size: 64 << 20 };
+}

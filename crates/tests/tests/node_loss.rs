@@ -1,0 +1,55 @@
+//! A node whose slave dies or whose link is cut goes down; its processes are
+//! reported killed by SIGKILL; a restarted slave brings the node back.
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use tests::{cluster, collect, proc_state, run, spawn_bpsh, text, wait_for, wait_remote, NODE_TIMEOUT_MS};
+
+/// Generous bound on "within the configured timeout": the timeout plus
+/// scheduling slack on a loaded machine.
+fn down_within() -> Duration {
+    Duration::from_millis(NODE_TIMEOUT_MS * 3)
+}
+
+#[test]
+fn killed_slave_takes_its_node_down_and_a_restart_brings_it_back() {
+    let mut c = cluster(2);
+    let mut child = spawn_bpsh(&c, &["1", "sleep", "100"]);
+    let remote = wait_remote(&c, 1, "sleep");
+
+    c.kill_slave(1, libc::SIGKILL).expect("kill -9 the slave");
+    c.wait_node_state(1, "down", down_within()).expect("node 1 down within the timeout");
+    let out = collect(&mut child, Duration::from_secs(20), "bpsh");
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "stderr: {}", text(&out.stderr));
+    wait_for("the node's process to be gone", Duration::from_secs(10), || proc_state(remote).is_none().then_some(()));
+
+    let out = run(c.command("bpsh").args(["1", "true"]));
+    assert_eq!(out.status.code(), Some(255));
+    assert!(text(&out.stderr).contains("node 1"));
+
+    c.start_slave(1).expect("restart the slave");
+    c.wait_node_state(1, "up", Duration::from_secs(20)).expect("node 1 up again");
+    let out = run(c.command("bpsh").args(["1", "hostname"]));
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "n1\n");
+}
+
+#[test]
+fn cut_link_takes_the_node_down_and_the_slave_comes_back_clean() {
+    let c = cluster(2);
+    let mut child = spawn_bpsh(&c, &["0", "sleep", "100"]);
+    let remote = wait_remote(&c, 0, "sleep");
+
+    c.cut_link(0).expect("cut the link");
+    c.wait_node_state(0, "down", down_within()).expect("node 0 down within the timeout");
+    let out = collect(&mut child, Duration::from_secs(20), "bpsh");
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL));
+    // The slave, cut off, ends what it ran for the lost link.
+    wait_for("the cut-off node to end its process", down_within() * 2, || proc_state(remote).is_none().then_some(()));
+
+    c.restore_link(0).expect("restore the link");
+    c.wait_node_state(0, "up", Duration::from_secs(20)).expect("node 0 back up");
+    let out = run(c.command("bpsh").args(["0", "true"]));
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+}
