@@ -60,7 +60,9 @@ check_leftovers() {
   say "checking that the suite left nothing behind"
   local left=0
   if ip netns list | grep -q '^bp-'; then echo "leftover network namespaces:"; ip netns list | grep '^bp-'; left=1; fi
-  if pgrep -x 'bpmaster|bpslave' >/dev/null; then echo "leftover daemons:"; pgrep -a -x 'bpmaster|bpslave'; left=1; fi
+  for d in bpmaster bpslave; do
+    if pgrep -x "$d" >/dev/null; then echo "leftover daemons:"; pgrep -a -x "$d"; left=1; fi
+  done
   if [ -n "$(ls -A /run/bproc/clusters 2>/dev/null)" ]; then echo "leftover cluster state:"; ls /run/bproc/clusters; left=1; fi
   if grep -q ' /run/netns/bp-' /proc/self/mountinfo; then echo "leftover netns mounts"; left=1; fi
   [ "$left" = 0 ] || die "the test suite left the above behind"
