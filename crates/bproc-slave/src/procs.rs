@@ -186,7 +186,14 @@ impl Procs {
             let _ = stderr.await;
             // The reaper always answers (or the table was torn down with the link).
             let status = exit_rx.await.unwrap_or(libc::SIGKILL);
-            procs.lock().by_id.remove(&id);
+            let idle = {
+                let mut t = procs.lock();
+                t.by_id.remove(&id);
+                t.by_id.is_empty()
+            };
+            if idle {
+                sys::trim_memory();
+            }
             event(&out, id, Kind::Exited, |e| e.wait_status = status);
         });
     }

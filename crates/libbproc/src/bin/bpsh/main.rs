@@ -232,7 +232,7 @@ async fn run_group(client: &Client, nodes: &[u32], opts: &Opts, null_stdin: bool
         tokio::select! {
             ev = ev_rx.recv() => {
                 let Some((i, ev)) = ev else { break };
-                handle_event(i, &mut remotes[i], ev, opts.prefix, &writers, &argv0);
+                handle_event(i, &mut remotes[i], ev, opts.prefix, &mut writers, &argv0);
                 if stop_pending && remotes.iter().filter(|r| r.live() && r.started).all(|r| r.stopped) {
                     stop_pending = false;
                     stop_self(&remotes);
@@ -272,7 +272,7 @@ async fn run_group(client: &Client, nodes: &[u32], opts: &Opts, null_stdin: bool
     remotes.iter().map(|r| r.ended.unwrap_or(Ended::Exited(FAIL))).collect()
 }
 
-fn handle_event(i: usize, r: &mut Remote, ev: Ev, prefix: bool, writers: &[Writer; 2], argv0: &str) {
+fn handle_event(i: usize, r: &mut Remote, ev: Ev, prefix: bool, writers: &mut [Writer; 2], argv0: &str) {
     match ev {
         Ev::Failed(e) => {
             eprintln!("bpsh: {}", with_node(r.node, &e.to_string()));

@@ -20,39 +20,47 @@ pub struct Ack {
     pub bytes: u64,
 }
 
-/// The writer thread of one local file descriptor.
+/// The writer thread of one local file descriptor, started on the first
+/// chunk (a command with no output starts no thread).
 pub struct Writer {
+    fd: i32,
+    acks: mpsc::UnboundedSender<Ack>,
     tx: Option<smpsc::Sender<(Bytes, Ack)>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Starts a writer for `fd` (1 or 2) that reports written chunks to `acks`.
+    /// A writer for `fd` (1 or 2) that reports written chunks to `acks`.
     pub fn new(fd: i32, acks: mpsc::UnboundedSender<Ack>) -> Writer {
-        let (tx, rx) = smpsc::channel::<(Bytes, Ack)>();
-        let thread = std::thread::spawn(move || {
-            // SAFETY: fd 1 or 2 stays open for the life of the process; the
-            // ManuallyDrop keeps this File from closing it.
-            let mut file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
-            let mut broken = false;
-            for (data, ack) in rx {
-                if !broken && !data.is_empty() && file.write_all(&data).is_err() {
-                    // Our reader went away: keep draining so the node is
-                    // never blocked on us.
-                    broken = true;
-                }
-                if ack.bytes > 0 {
-                    let _ = acks.send(ack);
-                }
-            }
-        });
-        Writer { tx: Some(tx), thread: Some(thread) }
+        Writer { fd, acks, tx: None, thread: None }
     }
 
-    pub fn write(&self, data: Bytes, ack: Ack) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send((data, ack));
-        }
+    fn start(&mut self) -> &smpsc::Sender<(Bytes, Ack)> {
+        let (fd, acks) = (self.fd, self.acks.clone());
+        self.tx.get_or_insert_with(|| {
+            let (tx, rx) = smpsc::channel::<(Bytes, Ack)>();
+            self.thread = Some(std::thread::spawn(move || {
+                // SAFETY: fd 1 or 2 stays open for the life of the process; the
+                // ManuallyDrop keeps this File from closing it.
+                let mut file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+                let mut broken = false;
+                for (data, ack) in rx {
+                    if !broken && !data.is_empty() && file.write_all(&data).is_err() {
+                        // Our reader went away: keep draining so the node is
+                        // never blocked on us.
+                        broken = true;
+                    }
+                    if ack.bytes > 0 {
+                        let _ = acks.send(ack);
+                    }
+                }
+            }));
+            tx
+        })
+    }
+
+    pub fn write(&mut self, data: Bytes, ack: Ack) {
+        let _ = self.start().send((data, ack));
     }
 
     /// Waits until everything queued has been written.
