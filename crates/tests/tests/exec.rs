@@ -18,6 +18,14 @@ fn exit_statuses_are_the_remote_ones() {
     let out = run(c.command("bpsh").args(["0", "sh", "-c", "kill -TERM $$"]));
     assert_eq!(out.status.signal(), Some(libc::SIGTERM));
 
+    // A death by SIGSEGV is a death by SIGSEGV here, without a core file.
+    let out = run(c.command("bpsh").args(["1", "sh", "-c", "kill -SEGV $$"]));
+    assert_eq!(out.status.signal(), Some(libc::SIGSEGV));
+    assert!(!out.status.core_dumped());
+    // The remote process leads a process group of its own.
+    let out = run(c.command("bpsh").args(["1", "sh", "-c", "test \"$(ps -o pgid= -p $$ | tr -d ' ')\" = $$"]));
+    assert_eq!(out.status.code(), Some(0), "not a process group leader: {}", text(&out.stderr));
+
     let out = run(c.command("bpsh").args(["0", "/nonexistent"]));
     assert_eq!(out.status.code(), Some(127));
     assert!(text(&out.stderr).contains("/nonexistent"), "stderr: {}", text(&out.stderr));
