@@ -85,8 +85,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             stdio_window: cfg.stdio_window,
         },
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
