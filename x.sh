@@ -16,6 +16,7 @@ PACKAGES=(
   iproute2 util-linux procps    # ip netns/veth/bridge; unshare, nsenter, setpriv; ps
   hostname coreutils            # tools the tests run on nodes
   openssh-server openssh-client # the ssh side of the benchmarks
+  llvm-22-dev                   # bpf-linker links against LLVM 22 (Debian 12: bookworm-security)
 )
 
 setup() {
@@ -42,6 +43,22 @@ setup() {
   if [ "$(printf '%s\n1.95.0\n' "$have" | sort -V | head -1)" != "1.95.0" ]; then
     say "rustc $have is older than 1.95; installing stable with rustup"
     rustup toolchain install stable --profile minimal >/dev/null
+  fi
+  setup_ebpf
+}
+
+# The eBPF probes (crates/ebpf-probes-ebpf) build with a pinned nightly whose LLVM matches
+# bpf-linker's (22); later nightlies carry LLVM 23 and bpf-linker 0.13 then fails ("Invalid record").
+setup_ebpf() {
+  local nightly; nightly=$(tr -d '[:space:]' <crates/ebpf-probes-ebpf/toolchain.txt)
+  if ! rustup component list --toolchain "$nightly" --installed 2>/dev/null | grep -q '^rust-src'; then
+    say "installing the probe toolchain $nightly with rust-src"
+    rustup toolchain install "$nightly" --profile minimal --component rust-src >/dev/null
+  fi
+  if ! bpf-linker --version 2>/dev/null | grep -q '^bpf-linker 0\.13\.'; then
+    say "installing bpf-linker 0.13 (built against LLVM 22, about a minute)"
+    LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --version '~0.13' \
+      --no-default-features --features llvm-22
   fi
 }
 
