@@ -99,6 +99,7 @@ pub fn plan(req: &v1::SpawnRequest) -> Result<ExecPlan, String> {
         gid: cred.gid,
         groups: cred.groups.clone(),
         stdin_null: req.stdin_null,
+        pid: None,
     })
 }
 

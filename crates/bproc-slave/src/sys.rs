@@ -20,6 +20,10 @@ pub struct ExecPlan {
     pub gid: u32,
     pub groups: Vec<u32>,
     pub stdin_null: bool,
+    /// Create the process with this PID in our PID namespace (clone3's
+    /// `set_tid`): the global PID of a remote process. `None` lets the kernel
+    /// choose.
+    pub pid: Option<i32>,
 }
 
 /// The parent's ends of a new process's pipes.
@@ -91,17 +95,63 @@ pub fn spawn(plan: &ExecPlan) -> io::Result<Child> {
     let fds = [stdin_r.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()];
     let status_fd = status_w.as_raw_fd();
 
-    // SAFETY: fork is called with everything the child needs already
-    // allocated; the child below only makes async-signal-safe calls (setpgid,
-    // sigprocmask, signal, dup2, setgroups, setres[ug]id, umask, chdir,
-    // execve, write, _exit) on memory prepared above, and never returns.
-    let pid = cvt(unsafe { libc::fork() })?;
+    let pid = match plan.pid {
+        // SAFETY: fork is called with everything the child needs already
+        // allocated; the child below only makes async-signal-safe calls
+        // (setpgid, sigprocmask, signal, dup2, setgroups, setres[ug]id, umask,
+        // chdir, execve, write, _exit) on memory prepared above, and never
+        // returns.
+        None => cvt(unsafe { libc::fork() })?,
+        Some(want) => fork_with_pid(want)?,
+    };
     if pid == 0 {
         // SAFETY: we are the child of fork; see above for why these calls are safe.
         unsafe { child(plan, &argv, &envp, &groups, &root, fds, status_fd) }
     }
     drop((stdin_r, stdout_w, stderr_w, status_w));
     Ok(Child { pid, stdin: stdin_w, stdout: stdout_r, stderr: stderr_r, exec_status: status_r })
+}
+
+/// The argument block of clone3(2), as the kernel defines it (version 2,
+/// with `set_tid`; `cgroup` is left zero).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// fork(2) semantics, but the child gets PID `want` in our PID namespace.
+/// Fails with EEXIST when that PID is taken (and EPERM without
+/// CAP_SYS_ADMIN over the namespace).
+fn fork_with_pid(want: i32) -> io::Result<i32> {
+    let tid: [libc::pid_t; 1] = [want];
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: tid.as_ptr() as u64,
+        set_tid_size: 1,
+        ..CloneArgs::default()
+    };
+    // SAFETY: without CLONE_VM, clone3 duplicates the process like fork: the
+    // child runs on a copy of this stack, and [`spawn`]'s child path only
+    // makes async-signal-safe calls before execve or _exit (it never uses
+    // libc state that a raw clone leaves stale, such as the cached thread id).
+    // `args` and `tid` outlive the call.
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as i32)
+    }
 }
 
 /// The child side of [`spawn`]. Never returns.
@@ -245,6 +295,7 @@ mod tests {
             gid: unsafe { libc::getgid() },
             groups: vec![],
             stdin_null: true,
+            pid: None,
         }
     }
 
@@ -266,6 +317,29 @@ mod tests {
         assert!(st.is_empty(), "exec succeeded");
         assert_eq!(out, "b\n0027\n/\n");
         assert_eq!(wait(child.pid), 0);
+    }
+
+    #[test]
+    fn child_gets_the_pid_asked_for() {
+        // A PID that nobody uses now, high in the range.
+        let max: i32 =
+            std::fs::read_to_string("/proc/sys/kernel/pid_max").expect("pid_max").trim().parse().expect("int");
+        let want = (max / 2..max - 1)
+            .rev()
+            .find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+            .expect("a free pid");
+        let mut p = plan(&["sh", "-c", "echo $$"], &["/bin/sh"]);
+        p.pid = Some(want);
+        let child = spawn(&p).expect("spawn with a chosen pid (needs root)");
+        assert_eq!(child.pid, want);
+        let mut out = String::new();
+        std::fs::File::from(child.stdout).read_to_string(&mut out).expect("read");
+        assert_eq!(out.trim(), want.to_string(), "getpid() in the child is the pid asked for");
+        assert_eq!(wait(child.pid), 0);
+        // A taken PID is refused, not silently replaced.
+        p.pid = Some(std::process::id() as i32);
+        let err = spawn(&p).expect_err("our own pid is taken");
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
     }
 
     #[test]
