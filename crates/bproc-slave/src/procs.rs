@@ -99,7 +99,7 @@ pub fn plan(req: &v1::SpawnRequest) -> Result<ExecPlan, String> {
         gid: cred.gid,
         groups: cred.groups.clone(),
         stdin_null: req.stdin_null,
-        pid: None,
+        pid: (req.pid > 0).then_some(req.pid),
     })
 }
 
@@ -124,7 +124,7 @@ impl Procs {
     /// Starts the process the master asked for and reports on it through `out`.
     pub fn spawn(&self, req: v1::SpawnRequest, out: &Outbox) {
         let id = req.id;
-        let plan = match plan(&req) {
+        let mut plan = match plan(&req) {
             Ok(p) => p,
             Err(why) => {
                 tracing::warn!(id, %why, "bad spawn request");
@@ -140,7 +140,14 @@ impl Procs {
         // child's exit before the child is in the table.
         let child = {
             let mut t = self.lock();
-            let child = match sys::spawn(&plan) {
+            let mut spawned = sys::spawn(&plan);
+            if plan.pid.is_some() && spawned.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST)) {
+                // The global PID is taken on this node: run under another
+                // one; the master maps the two.
+                plan.pid = None;
+                spawned = sys::spawn(&plan);
+            }
+            let child = match spawned {
                 Ok(c) => c,
                 Err(e) => {
                     drop(t);
@@ -338,6 +345,7 @@ mod tests {
             umask: 0o7022,
             cred: Some(v1::Credentials { uid: 5, gid: 6, groups: vec![7] }),
             stdin_null: false,
+            pid: 4321,
         }
     }
 
@@ -348,6 +356,7 @@ mod tests {
         assert_eq!(c, ["/a/ls", "./ls", "/b/ls"]);
         assert_eq!(p.umask, 0o022);
         assert_eq!((p.uid, p.gid, p.groups.clone()), (5, 6, vec![7]));
+        assert_eq!(p.pid, Some(4321), "the global PID is asked of the kernel");
         let p = plan(&req(&["/bin/ls"], &[])).expect("plan");
         assert_eq!(p.candidates.len(), 1);
         assert!(plan(&req(&["x"], &[])).expect("plan").candidates.len() > 3, "default PATH");

@@ -53,6 +53,8 @@ pub struct NodeStatus {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ProcessStatus {
     pub id: u64,
+    /// The global PID (the ghost's PID on the master); 0 without a ghost.
+    pub pid: i32,
     pub node: u32,
     pub node_pid: i32,
     pub uid: u32,
@@ -125,6 +127,7 @@ impl Client {
             .into_iter()
             .map(|p| ProcessStatus {
                 id: p.id,
+                pid: p.pid,
                 node: p.node.max(0) as u32,
                 node_pid: p.node_pid,
                 uid: p.uid,
@@ -148,14 +151,7 @@ impl Client {
 /// What a process started from here inherits: the caller's environment,
 /// directory and umask.
 pub fn start_here(node: u32, argv: &[std::ffi::OsString], stdin_null: bool) -> v1::ExecStart {
-    let env = std::env::vars_os()
-        .map(|(k, v)| {
-            let mut e = k.as_bytes().to_vec();
-            e.push(b'=');
-            e.extend_from_slice(v.as_bytes());
-            e
-        })
-        .collect();
+    let env = env_bytes(std::env::vars_os());
     let cwd = std::env::current_dir().map(|d| d.as_os_str().as_bytes().to_vec()).unwrap_or_else(|_| b"/".to_vec());
     v1::ExecStart {
         node: node as i32,
@@ -164,7 +160,20 @@ pub fn start_here(node: u32, argv: &[std::ffi::OsString], stdin_null: bool) -> v
         cwd,
         umask: current_umask(),
         stdin_null,
+        pid: 0,
     }
+}
+
+/// Environment entries as `NAME=value` bytes.
+pub fn env_bytes(vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>) -> Vec<Vec<u8>> {
+    vars.into_iter()
+        .map(|(k, v)| {
+            let mut e = k.as_bytes().to_vec();
+            e.push(b'=');
+            e.extend_from_slice(v.as_bytes());
+            e
+        })
+        .collect()
 }
 
 /// This process's umask, read without changing it.

@@ -122,6 +122,13 @@ fn bad_client_input_gets_an_error_and_harms_nothing() {
         let err = client.exec(tokio_stream::iter(msgs)).await.expect_err("oversized must be refused");
         assert!(matches!(err.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted), "{err:?}");
 
+        // Claiming a global PID that is not the caller's own is refused.
+        let start = v1::ExecStart { node: 0, argv: vec![b"true".to_vec()], pid: 1, ..Default::default() };
+        let msgs = vec![v1::ExecIn { msg: Some(exec_in::Msg::Start(start)) }];
+        let err = client.exec(tokio_stream::iter(msgs)).await.expect_err("pid 1 is not ours");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert!(err.message().contains("pid 1 is not the caller's"), "{}", err.message());
+
         // Stdin before start is refused.
         let msgs = vec![v1::ExecIn { msg: Some(exec_in::Msg::Stdin(v1::StdioData::default())) }];
         let err = client.exec(tokio_stream::iter(msgs)).await.expect_err("no start");

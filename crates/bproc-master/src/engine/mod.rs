@@ -239,6 +239,7 @@ impl Engine {
                 node,
                 conn,
                 node_pid: None,
+                pid: spec.pid,
                 uid: cred.uid,
                 client_pid: cred.pid,
                 argv: spec.argv.clone(),
@@ -318,6 +319,7 @@ mod tests {
             cwd: b"/".to_vec(),
             umask: 0o022,
             stdin_null: false,
+            pid: None,
         }
     }
 

@@ -28,6 +28,8 @@ pub struct SpawnSpec {
     pub cwd: Vec<u8>,
     pub umask: u32,
     pub stdin_null: bool,
+    /// The global PID asked for (the ghost's own PID), if any.
+    pub pid: Option<i32>,
 }
 
 #[derive(Clone, Debug)]
@@ -35,6 +37,8 @@ pub struct Proc {
     pub node: u32,
     pub conn: ConnId,
     pub node_pid: Option<i32>,
+    /// The global PID: its ghost's PID on the master, if it has a ghost.
+    pub pid: Option<i32>,
     pub uid: u32,
     pub client_pid: i32,
     pub argv: Vec<Vec<u8>>,

@@ -46,6 +46,12 @@ impl v1::master_server::Master for MasterService {
             return Err(Status::invalid_argument("the first message of exec must be start"));
         };
         let spec = convert::spec_from_start(start)?;
+        // Only a process may claim its own PID as the global PID.
+        if let Some(pid) = spec.pid {
+            if pid != cred.pid {
+                return Err(Status::permission_denied(format!("pid {pid} is not the caller's (pid {})", cred.pid)));
+            }
+        }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let id = {
             let mut st = self.shared.lock();
@@ -98,6 +104,7 @@ impl v1::master_server::Master for MasterService {
                 argv: p.argv.clone(),
                 client_pid: p.client_pid,
                 state: p.state.as_str().to_string(),
+                pid: p.pid.unwrap_or(0),
             })
             .collect();
         Ok(Response::new(v1::ProcessesReply { processes }))

@@ -29,6 +29,7 @@ pub fn spec_from_start(start: v1::ExecStart) -> Result<SpawnSpec, Status> {
         cwd: start.cwd,
         umask: start.umask,
         stdin_null: start.stdin_null,
+        pid: (start.pid != 0).then_some(start.pid),
     })
 }
 
@@ -52,6 +53,7 @@ pub fn spawn_msg(id: ProcId, cred: Cred, spec: SpawnSpec) -> v1::MasterMsg {
             umask: spec.umask,
             cred: Some(v1::Credentials { uid: cred.uid, gid: cred.gid, groups: cred.groups }),
             stdin_null: spec.stdin_null,
+            pid: spec.pid.unwrap_or(0),
         })),
     }
 }

@@ -42,13 +42,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if args.json {
             println!("{}", serde_json::json!({ "processes": procs }));
         } else {
-            println!("{:>8} {:>5} {:>8} {:<10} {:<8} COMMAND", "NPID", "NODE", "CLIENT", "USER", "STATE");
+            // BProc's columns: the global PID and the node; NPID only where
+            // the node could not give the process its global PID.
+            println!("{:>8} {:>5} {:>8} {:<10} {:<8} COMMAND", "PID", "NODE", "NPID", "USER", "STATE");
             for p in procs {
+                let npid = if p.pid == p.node_pid { String::new() } else { p.node_pid.to_string() };
+                let pid = if p.pid == 0 { "-".to_string() } else { p.pid.to_string() };
                 println!(
                     "{:>8} {:>5} {:>8} {:<10} {:<8} {}",
-                    p.node_pid,
+                    pid,
                     p.node,
-                    p.client_pid,
+                    npid,
                     user_name(p.uid),
                     p.state,
                     p.argv.join(" ")

@@ -1,26 +1,41 @@
 //! `bpsh NODES cmd args...`: run a program on cluster nodes as if it ran
-//! here. stdin, stdout and stderr are forwarded byte for byte, signals sent
-//! to bpsh reach the remote processes, and bpsh ends as the remote process
-//! did (the worst of several).
+//! here. For every node, bpsh forks a *ghost* (`bpghost`, with the remote
+//! command line as its argv): the ghost's PID is the remote process's global
+//! PID, it relays stdio, forwards the signals it gets and dies as the remote
+//! process did. bpsh waits for its ghosts like any parent, passes on the
+//! signals it receives, stops when they have all stopped after a SIGTSTP,
+//! and ends as the worst of them did.
 
 mod args;
-mod output;
 
-use bytes::Bytes;
-use libbproc::proto::v1::{self, exec_in, exec_out, proc_event::Kind};
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{ChildStdin, Command, Stdio};
+
 use libbproc::wait_status::{end_like, Ended};
-use libbproc::{client, nodeset, BprocError, Client};
-use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::mpsc;
+use libbproc::{nodeset, BprocError, Client};
 
 use args::{Opts, Parsed};
-use output::{Ack, LinePrefixer, Writer};
 
 /// bpsh's own failures (no master, unknown or down node, denied).
 const FAIL: i32 = 255;
-/// Stdin bytes in flight to one process before we wait for the node.
-const STDIN_WINDOW: u64 = 1 << 20;
+/// Must match `vproc::spec::GHOST_ENV`.
+const GHOST_ENV: &str = "BPROC_GHOST";
 const STDIN_CHUNK: usize = 128 * 1024;
+
+/// The signals bpsh waits for; all but SIGCHLD are passed on to the ghosts.
+const WAITED: [i32; 9] = [
+    libc::SIGCHLD,
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGTSTP,
+    libc::SIGCONT,
+];
 
 fn main() {
     let opts = match args::parse(std::env::args_os().skip(1)) {
@@ -38,59 +53,58 @@ fn main() {
             std::process::exit(FAIL)
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
+    let ghost = match ghost_program() {
+        Ok(p) => p,
         Err(e) => {
-            eprintln!("bpsh: cannot start: {e}");
+            eprintln!("bpsh: {e}");
             std::process::exit(FAIL)
         }
     };
-    let ended = rt.block_on(run(opts));
-    drop(rt);
-    end_like(ended)
-}
-
-async fn run(opts: Opts) -> Ended {
-    let mut sigs = match Signals::new() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("bpsh: cannot handle signals: {e}");
-            return Ended::Exited(FAIL);
-        }
-    };
-    let client = match Client::connect().await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("bpsh: {e}");
-            return Ended::Exited(FAIL);
-        }
-    };
-    let nodes = match select_nodes(&client, &opts).await {
+    let mut nodes = match select_nodes(&opts) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("bpsh: {e}");
-            return Ended::Exited(FAIL);
+            std::process::exit(FAIL)
         }
     };
+    let mask = SignalSet::of(&WAITED);
+    mask.block();
     let mut endings = Vec::new();
     if opts.serial {
-        let mut nodes = nodes;
         nodes.sort_unstable();
         let null = opts.null_stdin || nodes.len() > 1;
         for node in &nodes {
-            endings.extend(run_group(&client, &[*node], &opts, null, &mut sigs).await);
+            endings.extend(run_group(&ghost, &[*node], &opts, null, &mask));
         }
     } else {
-        endings.extend(run_group(&client, &nodes, &opts, opts.null_stdin, &mut sigs).await);
+        endings.extend(run_group(&ghost, &nodes, &opts, opts.null_stdin, &mask));
     }
-    Ended::worst(endings).unwrap_or(Ended::Exited(0))
+    end_like(Ended::worst(endings).unwrap_or(Ended::Exited(0)))
 }
 
-async fn select_nodes(client: &Client, opts: &Opts) -> Result<Vec<u32>, BprocError> {
+/// `bpghost` beside this program (or `BPROC_GHOST_BIN`).
+fn ghost_program() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("BPROC_GHOST_BIN") {
+        return Ok(p.into());
+    }
+    let me = std::env::current_exe().map_err(|e| format!("cannot find my own program: {e}"))?;
+    let ghost = me.with_file_name("bpghost");
+    if ghost.exists() {
+        Ok(ghost)
+    } else {
+        Err(format!("{} not found (install bpghost beside bpsh)", ghost.display()))
+    }
+}
+
+fn select_nodes(opts: &Opts) -> Result<Vec<u32>, BprocError> {
     if let Some(spec) = &opts.nodes {
         return nodeset::parse(spec);
     }
-    let table = client.nodes().await?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BprocError::Transport(e.to_string()))?;
+    let table = rt.block_on(async { Client::connect().await?.nodes().await })?;
     if opts.all {
         if let Some(n) = table.iter().find(|n| n.state != "up") {
             return Err(BprocError::NodeDown(format!("node {} is {}", n.node, n.state)));
@@ -103,268 +117,148 @@ async fn select_nodes(client: &Client, opts: &Opts) -> Result<Vec<u32>, BprocErr
     Ok(up)
 }
 
-/// The signals bpsh passes on, and job control.
-struct Signals {
-    forward: Vec<(i32, Signal)>,
-    tstp: Signal,
-    cont: Signal,
-}
+/// A set of signals, blocked while bpsh waits for them with sigwaitinfo.
+struct SignalSet(libc::sigset_t);
 
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        let mut forward = Vec::new();
-        for signo in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
-            forward.push((signo, signal(SignalKind::from_raw(signo))?));
-        }
-        Ok(Signals {
-            forward,
-            tstp: signal(SignalKind::from_raw(libc::SIGTSTP))?,
-            cont: signal(SignalKind::from_raw(libc::SIGCONT))?,
-        })
-    }
-
-    /// The next signal to pass on.
-    async fn next(&mut self) -> i32 {
-        let forward = std::future::poll_fn(|cx| {
-            for (signo, s) in &mut self.forward {
-                if s.poll_recv(cx).is_ready() {
-                    return std::task::Poll::Ready(*signo);
-                }
+impl SignalSet {
+    fn of(signals: &[i32]) -> SignalSet {
+        // SAFETY: sigemptyset/sigaddset initialise and fill a set we own.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in signals {
+                libc::sigaddset(&mut set, *s);
             }
-            std::task::Poll::Pending
-        });
-        tokio::select! {
-            signo = forward => signo,
-            _ = self.tstp.recv() => libc::SIGTSTP,
-            _ = self.cont.recv() => libc::SIGCONT,
+            SignalSet(set)
+        }
+    }
+
+    fn block(&self) {
+        // SAFETY: the set is initialised; the old mask is not needed (our
+        // children get an empty mask from std's spawn).
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &self.0, std::ptr::null_mut()) };
+    }
+
+    fn wait(&self) -> i32 {
+        loop {
+            // SAFETY: the set is initialised; no siginfo is asked for.
+            let s = unsafe { libc::sigwaitinfo(&self.0, std::ptr::null_mut()) };
+            if s > 0 {
+                return s;
+            }
         }
     }
 }
 
-/// One remote process of a group.
-struct Remote {
-    node: u32,
-    tx: Option<mpsc::UnboundedSender<v1::ExecIn>>,
-    started: bool,
+struct Ghost {
+    pid: i32,
     stopped: bool,
     ended: Option<Ended>,
-    stdin_outstanding: u64,
-    prefix: Vec<u8>,
-    lines: [LinePrefixer; 2],
 }
 
-impl Remote {
-    fn send(&self, msg: exec_in::Msg) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(v1::ExecIn { msg: Some(msg) });
+/// Forks a ghost per node, waits for all of them, and returns how each ended.
+fn run_group(ghost: &PathBuf, nodes: &[u32], opts: &Opts, null_stdin: bool, mask: &SignalSet) -> Vec<Ended> {
+    // One node: the ghost reads our stdin itself. Several: we copy our
+    // stdin to each of them through a pipe.
+    let broadcast = !null_stdin && nodes.len() > 1;
+    let mut ghosts = Vec::new();
+    let mut pipes: Vec<ChildStdin> = Vec::new();
+    let mut endings = Vec::new();
+    for node in nodes {
+        let spec = format!("node={node};prefix={};stdin_null={}", u8::from(opts.prefix), u8::from(null_stdin));
+        let mut cmd = Command::new(ghost);
+        cmd.arg0(&opts.argv[0]).args(&opts.argv[1..]).env(GHOST_ENV, spec);
+        cmd.stdin(if broadcast {
+            Stdio::piped()
+        } else if null_stdin {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        });
+        match cmd.spawn() {
+            Ok(mut child) => {
+                if let Some(p) = child.stdin.take() {
+                    pipes.push(p);
+                }
+                ghosts.push(Ghost { pid: child.id() as i32, stopped: false, ended: None });
+            }
+            Err(e) => {
+                eprintln!("bpsh: node {node}: cannot start a ghost: {e}");
+                endings.push(Ended::Exited(FAIL));
+            }
         }
     }
-    fn live(&self) -> bool {
-        self.ended.is_none()
+    if broadcast {
+        copy_stdin(pipes);
     }
-}
-
-enum Ev {
-    Failed(BprocError),
-    Msg(v1::ExecOut),
-    Closed(Option<tonic::Status>),
-}
-
-/// Runs `argv` on each of `nodes` at once; returns how each ended.
-async fn run_group(client: &Client, nodes: &[u32], opts: &Opts, null_stdin: bool, sigs: &mut Signals) -> Vec<Ended> {
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(usize, Ev)>();
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Ack>();
-    let mut writers = [Writer::new(1, ack_tx.clone()), Writer::new(2, ack_tx)];
-    let mut remotes = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let start = client::start_here(*node, &opts.argv, null_stdin);
-        let _ = tx.send(v1::ExecIn { msg: Some(exec_in::Msg::Start(start)) });
-        remotes.push(Remote {
-            node: *node,
-            tx: Some(tx),
-            started: false,
-            stopped: false,
-            ended: None,
-            stdin_outstanding: 0,
-            prefix: format!("{node}: ").into_bytes(),
-            lines: Default::default(),
-        });
-        let client = client.clone();
-        let ev_tx = ev_tx.clone();
-        tokio::spawn(async move {
-            let mut stream = match client.exec(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = ev_tx.send((i, Ev::Failed(e)));
-                    return;
-                }
-            };
-            loop {
-                match stream.message().await {
-                    Ok(Some(m)) => {
-                        if ev_tx.send((i, Ev::Msg(m))).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(s) => {
-                        let _ = ev_tx.send((i, Ev::Closed(Some(s))));
-                        return;
-                    }
-                }
-            }
-            let _ = ev_tx.send((i, Ev::Closed(None)));
-        });
-    }
-    drop(ev_tx);
-
-    let (stdin_tx, mut stdin_rx) = mpsc::channel::<Option<Bytes>>(1);
-    let mut stdin_open = !null_stdin;
-    if stdin_open {
-        read_stdin(stdin_tx);
-    }
-    let argv0 = opts.argv[0].to_string_lossy().into_owned();
     let mut stop_pending = false;
-
-    while remotes.iter().any(Remote::live) {
-        let stdin_ready = stdin_open && remotes.iter().all(|r| !r.live() || r.stdin_outstanding < STDIN_WINDOW);
-        tokio::select! {
-            ev = ev_rx.recv() => {
-                let Some((i, ev)) = ev else { break };
-                handle_event(i, &mut remotes[i], ev, opts.prefix, &mut writers, &argv0);
-                if stop_pending && remotes.iter().filter(|r| r.live() && r.started).all(|r| r.stopped) {
-                    stop_pending = false;
-                    stop_self(&remotes);
-                }
+    while ghosts.iter().any(|g| g.ended.is_none()) {
+        let signo = mask.wait();
+        let live = || ghosts.iter().filter(|g| g.ended.is_none());
+        match signo {
+            libc::SIGCHLD => reap(&mut ghosts),
+            libc::SIGTSTP => {
+                stop_pending = true;
+                live().for_each(|g| signal(g.pid, libc::SIGTSTP));
             }
-            ack = ack_rx.recv() => {
-                if let Some(ack) = ack {
-                    remotes[ack.proc].send(exec_in::Msg::OutputAck(v1::StdioAck { id: 0, stream: ack.stream, bytes: ack.bytes }));
-                }
-            }
-            chunk = stdin_rx.recv(), if stdin_ready => {
-                let (data, eof) = match chunk {
-                    Some(Some(d)) => (d, false),
-                    _ => (Bytes::new(), true),
-                };
-                for r in remotes.iter_mut().filter(|r| r.live()) {
-                    r.stdin_outstanding += data.len() as u64;
-                    r.send(exec_in::Msg::Stdin(v1::StdioData { id: 0, stream: 0, data: data.clone(), eof }));
-                }
-                if eof {
-                    stdin_open = false;
-                }
-            }
-            signo = sigs.next() => {
-                if signo == libc::SIGTSTP {
-                    stop_pending = true;
-                }
-                for r in remotes.iter().filter(|r| r.live()) {
-                    r.send(exec_in::Msg::Signal(v1::SignalRequest { id: 0, signo }));
-                }
-            }
+            other => live().for_each(|g| signal(g.pid, other)),
+        }
+        if stop_pending && ghosts.iter().filter(|g| g.ended.is_none()).all(|g| g.stopped) {
+            stop_pending = false;
+            // Every ghost (so every remote process) has stopped: stop too,
+            // and when we are continued, continue them.
+            // SAFETY: raise takes a plain signal number.
+            unsafe { libc::raise(libc::SIGSTOP) };
+            ghosts.iter().filter(|g| g.ended.is_none()).for_each(|g| signal(g.pid, libc::SIGCONT));
         }
     }
-    for w in &mut writers {
-        w.finish();
-    }
-    remotes.iter().map(|r| r.ended.unwrap_or(Ended::Exited(FAIL))).collect()
+    endings.extend(ghosts.iter().filter_map(|g| g.ended));
+    endings
 }
 
-fn handle_event(i: usize, r: &mut Remote, ev: Ev, prefix: bool, writers: &mut [Writer; 2], argv0: &str) {
-    match ev {
-        Ev::Failed(e) => {
-            eprintln!("bpsh: {}", with_node(r.node, &e.to_string()));
-            r.ended = Some(Ended::Exited(FAIL));
-            r.tx = None;
+fn signal(pid: i32, signo: i32) {
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(pid, signo) };
+}
+
+/// Collects every ghost that changed state.
+fn reap(ghosts: &mut [Ghost]) {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is valid for waitpid to write.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED) };
+        if pid <= 0 {
+            return;
         }
-        Ev::Closed(status) => {
-            if r.live() {
-                let why = status.map(|s| s.message().to_string()).unwrap_or_else(|| "stream ended".into());
-                eprintln!("bpsh: node {}: lost the master: {why}", r.node);
-                r.ended = Some(Ended::Exited(FAIL));
-                r.tx = None;
-            }
+        let Some(g) = ghosts.iter_mut().find(|g| g.pid == pid) else { continue };
+        if libc::WIFSTOPPED(status) {
+            g.stopped = true;
+        } else if libc::WIFCONTINUED(status) {
+            g.stopped = false;
+        } else {
+            g.ended = Some(Ended::from_status(status));
         }
-        Ev::Msg(m) => match m.msg {
-            Some(exec_out::Msg::Output(data)) => {
-                let idx = if data.stream == v1::StdStream::Stderr as i32 { 1 } else { 0 };
-                let ack = Ack { proc: i, stream: data.stream, bytes: data.data.len() as u64 };
-                let bytes = if prefix { r.lines[idx].push(&r.prefix, &data.data, data.eof) } else { data.data };
-                writers[idx].write(bytes, ack);
-            }
-            Some(exec_out::Msg::StdinAck(ack)) => {
-                r.stdin_outstanding = r.stdin_outstanding.saturating_sub(ack.bytes);
-            }
-            Some(exec_out::Msg::Event(ev)) => match Kind::try_from(ev.kind) {
-                Ok(Kind::Started) => r.started = true,
-                Ok(Kind::ExecFailed) => {
-                    let err = std::io::Error::from_raw_os_error(ev.errno);
-                    eprintln!("bpsh: node {}: {argv0}: {}", r.node, strip_os_error(&err));
-                }
-                Ok(Kind::Stopped) => r.stopped = true,
-                Ok(Kind::Continued) => r.stopped = false,
-                Ok(Kind::Exited) => {
-                    if ev.node_lost {
-                        eprintln!("bpsh: node {} went down; its process is lost", r.node);
-                    }
-                    r.ended = Some(Ended::from_status(ev.wait_status));
-                    r.tx = None;
-                }
-                _ => {}
-            },
-            None => {}
-        },
     }
 }
 
-fn with_node(node: u32, msg: &str) -> String {
-    if msg.contains(&format!("node {node}")) {
-        msg.to_string()
-    } else {
-        format!("node {node}: {msg}")
-    }
-}
-
-fn strip_os_error(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
-}
-
-/// Every remote process has stopped after our SIGTSTP: stop ourselves too,
-/// and when we are continued, continue them.
-fn stop_self(remotes: &[Remote]) {
-    // SAFETY: raise takes a plain signal number.
-    unsafe { libc::raise(libc::SIGSTOP) };
-    for r in remotes.iter().filter(|r| r.live()) {
-        r.send(exec_in::Msg::Signal(v1::SignalRequest { id: 0, signo: libc::SIGCONT }));
-    }
-}
-
-/// Reads our stdin on a plain thread (a read of a terminal cannot be
-/// cancelled, and must not hold up our exit).
-fn read_stdin(tx: mpsc::Sender<Option<Bytes>>) {
+/// Copies our stdin to every ghost's, on a plain thread; a ghost that has
+/// gone is dropped from the copy.
+fn copy_stdin(mut pipes: Vec<ChildStdin>) {
     std::thread::spawn(move || {
         use std::io::Read;
         let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; STDIN_CHUNK];
         loop {
-            let mut buf = vec![0u8; STDIN_CHUNK];
             match stdin.read(&mut buf) {
-                Ok(n) if n > 0 => {
-                    buf.truncate(n);
-                    if tx.blocking_send(Some(Bytes::from(buf))).is_err() {
+                Ok(0) => return,
+                Ok(n) => {
+                    pipes.retain_mut(|p| p.write_all(&buf[..n]).is_ok());
+                    if pipes.is_empty() {
                         return;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                _ => {
-                    let _ = tx.blocking_send(None);
-                    return;
-                }
+                Err(_) => return,
             }
         }
     });

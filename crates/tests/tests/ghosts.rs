@@ -1,0 +1,102 @@
+//! Ghosts: a remote process is a process of the master, with the global PID
+//! that `getpid()` returns on the node, its command line, its parent, and
+//! the signals anyone sends it (issue 4, first part).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use tests::{cluster, collect, kill, proc_state, remote_processes, run, sh, spawn_bpsh, text, wait_for};
+
+fn read_line(r: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("read a line");
+    line
+}
+
+fn ppid(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    stat[stat.rfind(')').expect(")") + 2..].split_whitespace().nth(1).expect("ppid").parse().expect("int")
+}
+
+#[test]
+fn the_remote_pid_is_a_process_on_the_master_that_acts_for_it() {
+    let c = cluster(2);
+    let script = "trap 'echo got-usr1' USR1; echo $$; while :; do sleep 0.05; done";
+    let mut child = spawn_bpsh(&c, &["1", "sh", "-c", script]);
+    let bpsh = child.id() as i32;
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let pid: i32 = read_line(&mut out).trim().parse().expect("the remote shell prints its PID");
+
+    // getpid() on the node is a process here: the ghost, under bpsh, with
+    // the remote command line and name.
+    assert_eq!(ppid(pid), bpsh, "the ghost is bpsh's child");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("the ghost exists");
+    assert_eq!(cmdline, format!("sh\0-c\0{script}\0").into_bytes());
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm").trim(), "sh");
+    let procs = remote_processes(&c);
+    let p = procs.iter().find(|p| p["pid"].as_i64() == Some(pid.into())).expect("bpstat -p lists the global PID");
+    assert_eq!(p["node"].as_u64(), Some(1));
+    assert_eq!(p["node_pid"].as_i64(), Some(pid.into()), "same PID on the node");
+
+    // Another user may not signal it; the kernel says so.
+    let other = run(&mut sh(&c, &format!("setpriv --reuid=4444 --regid=4444 --clear-groups kill -USR1 {pid}")));
+    assert!(!other.status.success());
+    assert!(text(&other.stderr).contains("Operation not permitted"), "{}", text(&other.stderr));
+
+    // An unrelated process signals the ghost: the remote process gets it.
+    kill(pid, libc::SIGUSR1);
+    assert_eq!(read_line(&mut out), "got-usr1\n", "USR1 reached the remote trap, and only once");
+
+    // SIGTSTP to the ghost stops the remote process, then the ghost; SIGCONT resumes both.
+    let remote = c.host_pid(1, pid).expect("the remote process, seen from here");
+    kill(pid, libc::SIGTSTP);
+    wait_for("the remote process to stop", Duration::from_secs(10), || (proc_state(remote) == Some('T')).then_some(()));
+    wait_for("the ghost to stop", Duration::from_secs(10), || (proc_state(pid) == Some('T')).then_some(()));
+    kill(pid, libc::SIGCONT);
+    wait_for("the remote process to run", Duration::from_secs(10), || {
+        matches!(proc_state(remote), Some('S' | 'R')).then_some(())
+    });
+    wait_for("the ghost to run", Duration::from_secs(10), || matches!(proc_state(pid), Some('S' | 'R')).then_some(()));
+
+    // SIGTERM to the ghost ends the remote process; the ghost dies of it,
+    // and so does bpsh.
+    kill(pid, libc::SIGTERM);
+    let status = collect(&mut child, Duration::from_secs(20), "bpsh").status;
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    wait_for("the remote process to be gone", Duration::from_secs(10), || proc_state(remote).is_none().then_some(()));
+    assert!(proc_state(pid).is_none(), "no ghost or zombie left");
+    assert!(remote_processes(&c).is_empty(), "the master forgot it");
+}
+
+#[test]
+fn every_node_process_has_its_ghost_and_the_same_pid() {
+    let c = cluster(3);
+    let mut child = spawn_bpsh(&c, &["-p", "0-2", "sh", "-c", "echo $$; exec sleep 100"]);
+    let bpsh = child.id() as i32;
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let line = read_line(&mut out);
+        let (node, pid) = line.trim().split_once(": ").expect("prefixed line");
+        seen.push((node.parse::<u64>().expect("node"), pid.parse::<i32>().expect("pid")));
+    }
+    seen.sort();
+    let procs = wait_for("three remote sleeps", Duration::from_secs(20), || {
+        let p = remote_processes(&c);
+        (p.len() == 3).then_some(p)
+    });
+    for (node, pid) in &seen {
+        assert_eq!(ppid(*pid), bpsh, "ghost {pid} of node {node} is bpsh's child");
+        let p = procs.iter().find(|p| p["pid"].as_i64() == Some((*pid).into())).expect("listed");
+        assert_eq!(p["node"].as_u64(), Some(*node));
+        assert_eq!(p["node_pid"].as_i64(), Some((*pid).into()));
+    }
+    // SIGTERM to bpsh reaches every remote process through its ghost.
+    kill(bpsh, libc::SIGTERM);
+    let status = collect(&mut child, Duration::from_secs(20), "bpsh").status;
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    for (_, pid) in &seen {
+        assert!(proc_state(*pid).is_none(), "ghost {pid} is gone");
+    }
+}
