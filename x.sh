@@ -14,7 +14,7 @@ die() { printf 'x.sh: %s\n' "$*" >&2; exit 1; }
 PACKAGES=(
   build-essential pkg-config    # cc for crates that build C
   iproute2 util-linux procps    # ip netns/veth/bridge; unshare, nsenter, setpriv; ps
-  hostname coreutils            # tools the tests run on nodes
+  hostname coreutils tmux       # tools the tests run (tmux drives an interactive shell)
   openssh-server openssh-client # the ssh side of the benchmarks
   llvm-22-dev                   # bpf-linker links against LLVM 22 (Debian 12: bookworm-security)
 )

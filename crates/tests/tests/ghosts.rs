@@ -100,3 +100,123 @@ fn every_node_process_has_its_ghost_and_the_same_pid() {
         assert!(proc_state(*pid).is_none(), "ghost {pid} is gone");
     }
 }
+
+/// Compiles the C helper that forks, execs and waitpid()s a command.
+fn waitstatus_program() -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("c/waitstatus.c");
+    let out = std::env::temp_dir().join(format!("bproc-waitstatus-{}", std::process::id()));
+    let cc = std::process::Command::new("cc").arg("-O2").arg("-o").arg(&out).arg(&src).status();
+    assert!(
+        cc.is_ok_and(|s| s.success()),
+        "cannot compile {} (install build-essential: bash x.sh setup)",
+        src.display()
+    );
+    out
+}
+
+#[test]
+fn a_c_parent_sees_exactly_the_status_of_a_local_child() {
+    let c = cluster(1);
+    let prog = waitstatus_program();
+    let cases = ["exit 0", "exit 1", "exit 255", "kill -TERM $$", "kill -SEGV $$", "kill -KILL $$"];
+    for script in cases {
+        let local = run(std::process::Command::new(&prog).args(["sh", "-c", script]));
+        let remote = run(std::process::Command::new(&prog)
+            .arg(c.bin("bpsh"))
+            .args(["0", "sh", "-c", script])
+            .env("BPROC_SOCKET", c.socket_path()));
+        // Core dumps are off for the ghost and for bpsh, so compare with a
+        // local child that dumped no core either.
+        let norm = |s: String| s.replace("core=1", "core=0").replace("status=139", "status=11");
+        assert_eq!(norm(text(&remote.stdout)), norm(text(&local.stdout)), "for `{script}`: {}", text(&remote.stderr));
+    }
+    let _ = std::fs::remove_file(prog);
+}
+
+/// An interactive bash in a tmux pane of its own tmux server, killed on drop.
+struct Tmux {
+    server: String,
+}
+
+impl Tmux {
+    fn start(c: &tests::Cluster) -> Tmux {
+        let server = format!("bproc-{}", c.name());
+        let path = format!("{}:{}", c.bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+        let shell = format!(
+            "env -i HOME=/root TERM=screen PATH={path} BPROC_SOCKET={} PS1='bp$ ' bash --norc --noprofile -i",
+            c.socket_path().display()
+        );
+        let ok = std::process::Command::new("tmux")
+            .args(["-L", &server, "new-session", "-d", "-x", "160", "-y", "40", &shell])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot start tmux (install it: bash x.sh setup)");
+        let t = Tmux { server };
+        t.wait_screen("the prompt", |s| s.contains("bp$"));
+        t
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let ok = std::process::Command::new("tmux")
+            .args(["-L", &self.server, "send-keys"])
+            .args(keys)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "tmux send-keys {keys:?}");
+    }
+
+    fn screen(&self) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["-L", &self.server, "capture-pane", "-p"])
+            .output()
+            .expect("tmux capture-pane");
+        text(&out.stdout)
+    }
+
+    fn wait_screen(&self, what: &str, f: impl Fn(&str) -> bool) {
+        let mut last = String::new();
+        let found = vm_harness::wait_for(Duration::from_secs(20), Duration::from_millis(20), || {
+            last = self.screen();
+            f(&last).then_some(())
+        });
+        assert!(found.is_some(), "timed out waiting for {what}; screen:\n{last}");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux").args(["-L", &self.server, "kill-server"]).status();
+    }
+}
+
+#[test]
+fn job_control_from_an_interactive_shell() {
+    let c = cluster(1);
+    let tmux = Tmux::start(&c);
+    tmux.keys(&["bpsh 0 sleep 100", "Enter"]);
+    let remote = tests::wait_remote(&c, 0, "sleep");
+
+    tmux.keys(&["C-z"]);
+    wait_for("Ctrl-Z to stop the remote process", Duration::from_secs(10), || {
+        (proc_state(remote) == Some('T')).then_some(())
+    });
+    tmux.wait_screen("bash to report the job stopped", |s| s.contains("Stopped"));
+    tmux.keys(&["jobs", "Enter"]);
+    tmux.wait_screen("jobs to list it stopped", |s| s.matches("Stopped").count() >= 2);
+
+    tmux.keys(&["bg", "Enter"]);
+    wait_for("bg to resume the remote process", Duration::from_secs(10), || {
+        matches!(proc_state(remote), Some('S' | 'R')).then_some(())
+    });
+    tmux.keys(&["fg", "Enter"]);
+    tmux.wait_screen("fg to bring it back", |s| s.lines().any(|l| l.trim() == "bpsh 0 sleep 100"));
+    assert!(matches!(proc_state(remote), Some('S' | 'R')), "still running in the foreground");
+
+    tmux.keys(&["C-c"]);
+    wait_for("Ctrl-C to end the remote process", Duration::from_secs(10), || {
+        proc_state(remote).is_none().then_some(())
+    });
+    tmux.keys(&["echo status=$?", "Enter"]);
+    tmux.wait_screen("the shell to report 130", |s| s.contains("status=130"));
+    wait_for("the master to forget it", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
+}

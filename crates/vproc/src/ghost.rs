@@ -185,15 +185,40 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
     ended
 }
 
+/// Whether we are in the foreground process group of the terminal on fd 0.
+fn in_foreground() -> bool {
+    // SAFETY: plain calls on fd 0 and our own process group.
+    unsafe { libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
 /// Reads our stdin on a plain thread (a read of a terminal cannot be
 /// cancelled, and must not hold up our exit).
+///
+/// On a terminal, a ghost in the background must neither steal the
+/// foreground's input nor stop on SIGTTIN before it has passed a SIGCONT on
+/// (`bg` would then leave the remote process stopped). So SIGTTIN is
+/// ignored, a background read fails with EIO, and we wait until our job is
+/// in the foreground again.
 fn read_stdin(tx: mpsc::Sender<Option<Bytes>>) {
+    // SAFETY: isatty only inspects fd 0.
+    let tty = unsafe { libc::isatty(0) } == 1;
+    if tty {
+        // SAFETY: ignoring a signal installs no handler code.
+        unsafe { libc::signal(libc::SIGTTIN, libc::SIG_IGN) };
+    }
     std::thread::spawn(move || {
         use std::io::Read;
         let mut stdin = std::io::stdin().lock();
         loop {
             let mut buf = vec![0u8; STDIN_CHUNK];
             match stdin.read(&mut buf) {
+                Err(e) if tty && e.raw_os_error() == Some(libc::EIO) && !in_foreground() => {
+                    // No event says "you are in the foreground now": look
+                    // again a little later.
+                    while !in_foreground() {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                }
                 Ok(n) if n > 0 => {
                     buf.truncate(n);
                     if tx.blocking_send(Some(Bytes::from(buf))).is_err() {
