@@ -220,3 +220,36 @@ fn job_control_from_an_interactive_shell() {
     tmux.wait_screen("the shell to report 130", |s| s.contains("status=130"));
     wait_for("the master to forget it", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
 }
+
+#[test]
+fn sigstop_and_sigkill_of_a_ghost_reach_the_remote_process() {
+    let c = cluster(1);
+    let mut child = spawn_bpsh(&c, &["0", "sh", "-c", "echo $$; exec sleep 100"]);
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let pid: i32 = read_line(&mut out).trim().parse().expect("pid");
+    // The master still knows it by its first command line (the exec of
+    // sleep is not tracked yet).
+    let remote = tests::wait_remote(&c, 0, "sh");
+
+    // SIGSTOP cannot be caught by the ghost: the master's eBPF probe sees it.
+    kill(pid, libc::SIGSTOP);
+    wait_for("SIGSTOP of the ghost to stop the remote process", Duration::from_secs(10), || {
+        (proc_state(remote) == Some('T')).then_some(())
+    });
+    assert_eq!(proc_state(pid), Some('T'), "the ghost is stopped");
+    kill(pid, libc::SIGCONT);
+    wait_for("SIGCONT to resume the remote process", Duration::from_secs(10), || {
+        matches!(proc_state(remote), Some('S' | 'R')).then_some(())
+    });
+    wait_for("the ghost to stay running", Duration::from_secs(10), || {
+        matches!(proc_state(pid), Some('S' | 'R')).then_some(())
+    });
+
+    kill(pid, libc::SIGKILL);
+    let status = collect(&mut child, Duration::from_secs(20), "bpsh").status;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    wait_for("SIGKILL of the ghost to end the remote process", Duration::from_secs(10), || {
+        proc_state(remote).is_none().then_some(())
+    });
+    wait_for("the master to forget it", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
+}

@@ -74,6 +74,15 @@ pub enum EventError {
     NotOurs { id: ProcId },
 }
 
+/// What the runtime does with a process event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventOutcome {
+    /// The process is gone from the table.
+    pub gone: bool,
+    /// Pass the event on to the process's client (its ghost).
+    pub tell_client: bool,
+}
+
 /// What a process event from a slave means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProcEventKind {
@@ -245,6 +254,7 @@ impl Engine {
                 argv: spec.argv.clone(),
                 state: ProcState::Starting,
                 client_attached: true,
+                ghost_stopped: false,
             },
         );
         Ok((id, vec![Effect::Spawn { conn, id, cred, spec }]))
@@ -258,8 +268,8 @@ impl Engine {
         }
     }
 
-    /// A slave reports a process event. Returns whether the process is gone.
-    pub fn proc_event(&mut self, conn: ConnId, id: ProcId, kind: ProcEventKind) -> Result<bool, EventError> {
+    /// A slave reports a process event.
+    pub fn proc_event(&mut self, conn: ConnId, id: ProcId, kind: ProcEventKind) -> Result<EventOutcome, EventError> {
         if self.node_of_conn(conn).is_none() {
             return Err(EventError::UnknownConn { conn });
         }
@@ -271,14 +281,30 @@ impl Engine {
                 p.state = ProcState::Running;
             }
             ProcEventKind::ExecFailed => {}
-            ProcEventKind::Stopped => p.state = ProcState::Stopped,
+            ProcEventKind::Stopped => {
+                p.state = ProcState::Stopped;
+                if std::mem::take(&mut p.ghost_stopped) {
+                    return Ok(EventOutcome { gone: false, tell_client: false });
+                }
+            }
             ProcEventKind::Continued => p.state = ProcState::Running,
             ProcEventKind::Exited => {
                 self.procs.remove(&id);
-                return Ok(true);
+                return Ok(EventOutcome { gone: true, tell_client: true });
             }
         }
-        Ok(false)
+        Ok(EventOutcome { gone: false, tell_client: true })
+    }
+
+    /// Someone sent SIGKILL or SIGSTOP to the ghost with global PID `pid`
+    /// (the master's signal probe saw it; the ghost cannot catch them):
+    /// the remote process gets it too.
+    pub fn ghost_signaled(&mut self, pid: i32, signo: i32) -> Option<Effect> {
+        let (id, p) = self.procs.iter_mut().find(|(_, p)| p.pid == Some(pid))?;
+        if signo == libc::SIGSTOP {
+            p.ghost_stopped = true;
+        }
+        Some(Effect::Signal { conn: p.conn, id: *id, signo })
     }
 
     /// A client asks to signal its process.
@@ -381,10 +407,25 @@ mod tests {
         let (id, _) = e.spawn(root(), spec(0)).unwrap();
         assert_eq!(e.proc_event(2, id, ProcEventKind::Exited), Err(EventError::NotOurs { id }));
         assert_eq!(e.proc_event(9, id, ProcEventKind::Exited), Err(EventError::UnknownConn { conn: 9 }));
-        assert_eq!(e.proc_event(1, id, ProcEventKind::Started { node_pid: 5 }), Ok(false));
+        let fwd = EventOutcome { gone: false, tell_client: true };
+        assert_eq!(e.proc_event(1, id, ProcEventKind::Started { node_pid: 5 }), Ok(fwd));
         assert_eq!(e.process(id).map(|p| p.node_pid), Some(Some(5)));
-        assert_eq!(e.proc_event(1, id, ProcEventKind::Exited), Ok(true));
+        assert_eq!(e.proc_event(1, id, ProcEventKind::Exited), Ok(EventOutcome { gone: true, tell_client: true }));
         assert!(e.process(id).is_none());
+    }
+
+    #[test]
+    fn sigstop_of_a_ghost_reaches_the_remote_process_once() {
+        let mut e = engine(1);
+        e.slave_attached(0, 1, "a".into(), "n0".into(), Instant::now()).unwrap();
+        let (id, _) = e.spawn(root(), SpawnSpec { pid: Some(777), ..spec(0) }).unwrap();
+        assert_eq!(e.ghost_signaled(778, libc::SIGSTOP), None, "not a ghost of ours");
+        assert_eq!(e.ghost_signaled(777, libc::SIGSTOP), Some(Effect::Signal { conn: 1, id, signo: libc::SIGSTOP }));
+        // The ghost is stopped already: the node's report of the stop is not passed on...
+        assert_eq!(e.proc_event(1, id, ProcEventKind::Stopped), Ok(EventOutcome { gone: false, tell_client: false }));
+        // ...but a later stop (say from SIGTSTP the ghost forwarded) is.
+        assert_eq!(e.proc_event(1, id, ProcEventKind::Stopped), Ok(EventOutcome { gone: false, tell_client: true }));
+        assert_eq!(e.ghost_signaled(777, libc::SIGKILL), Some(Effect::Signal { conn: 1, id, signo: libc::SIGKILL }));
     }
 
     #[test]

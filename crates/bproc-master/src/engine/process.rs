@@ -44,4 +44,7 @@ pub struct Proc {
     pub argv: Vec<Vec<u8>>,
     pub state: ProcState,
     pub client_attached: bool,
+    /// Its ghost was stopped by SIGSTOP, which we passed on: the stop the
+    /// node reports next is that one, and the ghost is already stopped.
+    pub ghost_stopped: bool,
 }

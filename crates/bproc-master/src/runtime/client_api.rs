@@ -46,6 +46,7 @@ impl v1::master_server::Master for MasterService {
             return Err(Status::invalid_argument("the first message of exec must be start"));
         };
         let spec = convert::spec_from_start(start)?;
+        let ghost = spec.pid;
         // Only a process may claim its own PID as the global PID.
         if let Some(pid) = spec.pid {
             if pid != cred.pid {
@@ -61,6 +62,11 @@ impl v1::master_server::Master for MasterService {
             id
         };
         tracing::debug!(id, uid = cred.uid, pid = cred.pid, "exec");
+        if let (Some(pid), Some(ghosts)) = (ghost, self.shared.ghosts.get()) {
+            if let Err(e) = ghosts.track(pid as u32) {
+                tracing::warn!(pid, error = %e, "cannot watch the ghost's signals");
+            }
+        }
         tokio::spawn(read_client(self.shared.clone(), id, inbound));
         Ok(Response::new(UnboundedReceiverStream::new(rx)))
     }

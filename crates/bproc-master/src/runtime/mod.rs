@@ -7,6 +7,7 @@
 
 mod client_api;
 mod convert;
+mod ghost_signals;
 mod peer;
 mod ratelimit;
 mod server;
@@ -56,6 +57,9 @@ pub struct RuntimeConfig {
 pub struct Shared {
     state: Mutex<State>,
     pub cfg: RuntimeConfig,
+    /// The ghosts whose signals the eBPF probe watches (set once the probes
+    /// are loaded).
+    ghosts: std::sync::OnceLock<ebpf_probes::Tracker>,
 }
 
 impl Shared {
@@ -63,6 +67,7 @@ impl Shared {
         Arc::new(Shared {
             state: Mutex::new(State { engine, slaves: HashMap::new(), clients: HashMap::new(), next_conn: 1 }),
             cfg,
+            ghosts: std::sync::OnceLock::new(),
         })
     }
 

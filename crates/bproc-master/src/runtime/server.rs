@@ -99,6 +99,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .add_service(slaves)
         .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stopped(stop_rx.clone()));
+    super::ghost_signals::start(shared.clone());
     let ticker = tick(shared.clone(), stop_rx);
     tokio::spawn(async move {
         shutdown.await;

@@ -101,15 +101,16 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
         }
         Some(slave_msg::Msg::Event(ev)) => {
             let kind = convert::event_kind(&ev).ok_or("process event of unknown kind")?;
-            let gone = st.engine.proc_event(conn, ev.id, kind).map_err(|e| e.to_string())?;
+            let outcome = st.engine.proc_event(conn, ev.id, kind).map_err(|e| e.to_string())?;
             let id = ev.id;
             let out = convert::exec_out(exec_out::Msg::Event(ev));
-            if gone {
-                if let Some(client) = st.clients.remove(&id) {
-                    let _ = client.tx.send(Ok(out));
-                }
-            } else if let Some(client) = st.clients.get(&id) {
-                let _ = client.tx.send(Ok(out));
+            let tx = if outcome.gone {
+                st.clients.remove(&id).map(|c| c.tx)
+            } else {
+                st.clients.get(&id).map(|c| c.tx.clone())
+            };
+            if let Some(tx) = tx.filter(|_| outcome.tell_client) {
+                let _ = tx.send(Ok(out));
             }
         }
         Some(slave_msg::Msg::Output(data)) => {
