@@ -58,6 +58,7 @@ impl v1::master_server::Master for MasterService {
             let mut st = self.shared.lock();
             let (id, effects) = st.engine.spawn(cred.clone(), spec).map_err(convert::spawn_status)?;
             st.clients.insert(id, ClientHandle { tx, stdin_outstanding: 0 });
+            st.busy = true;
             st.apply(effects);
             id
         };

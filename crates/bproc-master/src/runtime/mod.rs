@@ -12,6 +12,7 @@ mod peer;
 mod ratelimit;
 mod server;
 mod slave_link;
+mod sys;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -44,6 +45,8 @@ pub struct State {
     slaves: HashMap<ConnId, SlaveHandle>,
     clients: HashMap<ProcId, ClientHandle>,
     next_conn: ConnId,
+    /// Clients came since the heap was last trimmed.
+    busy: bool,
 }
 
 /// Settings the runtime needs besides the engine's.
@@ -65,7 +68,13 @@ pub struct Shared {
 impl Shared {
     pub fn new(engine: Engine, cfg: RuntimeConfig) -> Arc<Self> {
         Arc::new(Shared {
-            state: Mutex::new(State { engine, slaves: HashMap::new(), clients: HashMap::new(), next_conn: 1 }),
+            state: Mutex::new(State {
+                engine,
+                slaves: HashMap::new(),
+                clients: HashMap::new(),
+                next_conn: 1,
+                busy: false,
+            }),
             cfg,
             ghosts: std::sync::OnceLock::new(),
         })
@@ -79,6 +88,14 @@ impl Shared {
 }
 
 impl State {
+    /// Trims the heap once the last client of a burst has gone.
+    pub fn trim_when_idle(&mut self) {
+        if self.busy && self.clients.is_empty() {
+            self.busy = false;
+            sys::trim_memory();
+        }
+    }
+
     fn send_slave(&self, conn: ConnId, msg: master_msg::Msg) -> bool {
         self.slaves.get(&conn).is_some_and(|s| s.tx.send(Ok(convert::master_msg(msg))).is_ok())
     }
