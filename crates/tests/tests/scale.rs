@@ -82,9 +82,14 @@ fn a_thousand_remote_processes_come_and_go_cleanly() {
 
     finish(&c, start(&c, COUNT));
 
+    // The daemons give back what the burst took once they are idle again
+    // (their clocks tick every few hundred milliseconds).
     for (name, pid, (fds, rss)) in before {
+        let settled = vm_harness::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+            let (fds_after, rss_after) = usage(pid);
+            (fds_after <= fds && rss_after <= rss + rss / 2 + 4096).then_some(())
+        });
         let (fds_after, rss_after) = usage(pid);
-        assert!(fds_after <= fds, "{name}: {fds} fds before, {fds_after} after");
-        assert!(rss_after <= rss + rss / 2 + 4096, "{name}: {rss} KiB resident before, {rss_after} KiB after");
+        assert!(settled.is_some(), "{name}: {fds} fds and {rss} KiB before, {fds_after} fds and {rss_after} KiB after");
     }
 }
