@@ -26,12 +26,22 @@ head -c 100000000 /dev/zero | bpsh 1 wc -c
 show "bpsh 2 sh -c 'exit 7'; echo \$?"
 set +e
 bpsh 2 sh -c 'exit 7'; echo "exit status $?"
-show "bpsh 3 sleep 60 &   bpstat -p;   kill -TERM %1;  wait"
-bpsh 3 sleep 60 &
-pid=$!
-for _ in $(seq 200); do bpstat -p | grep -q sleep && break; sleep 0.05; done
+show "bpsh 3 sh -c 'echo pid \$\$ on \$(hostname); exec sleep 60' &    # a remote process"
+bpsh 3 sh -c 'echo pid $$ on $(hostname); exec sleep 60' &
+bpsh_pid=$!
+for _ in $(seq 200); do bpstat -p | grep -q ' 3 ' && break; sleep 0.05; done
+ghost=$(bpstat -p --json | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+show "bpstat -p                   # global PID and node"
 bpstat -p
-kill -TERM "$pid"
-wait "$pid"; echo "bpsh ended with status $? (128+15: killed by SIGTERM on node 3)"
+show "ps -o pid,ppid,stat,args -p $ghost    # the same PID is a process here: the ghost, under bpsh"
+ps -o pid,ppid,stat,args -p "$ghost"
+show "kill -STOP $ghost; bpstat -p; kill -CONT $ghost   # any signal to the ghost acts on the node"
+kill -STOP "$ghost"
+for _ in $(seq 200); do bpstat -p | grep -q stopped && break; sleep 0.05; done
+bpstat -p
+kill -CONT "$ghost"
+show "kill -TERM $ghost; wait"
+kill -TERM "$ghost"
+wait "$bpsh_pid"; echo "bpsh ended with status $? (128+15: its remote process died of SIGTERM)"
 set -e
 show "bpcluster down --name $NAME"

@@ -20,6 +20,12 @@ fn demo_shows_four_nodes_and_output_from_each() {
     assert!(stdout.contains("exit status 7"), "{stdout}");
     assert!(stdout.contains("100000000"), "{stdout}");
     assert!(stdout.contains("status 143"), "{stdout}");
+    // The ghost: the PID the remote shell printed is a process here, and
+    // SIGSTOP sent to it stopped the remote process.
+    let pid =
+        stdout.lines().find_map(|l| l.strip_prefix("pid ")).and_then(|l| l.split(' ').next()).expect("remote pid");
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with(pid) && l.contains("exec sleep 60")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains(pid) && l.contains("stopped")), "{stdout}");
     assert!(!Command::new("ip")
         .args(["netns", "list"])
         .output()
