@@ -8,10 +8,12 @@
 //!   exec streams.
 //! - [`nodeset`]: node lists such as `0-3,7`.
 //! - [`wait_status`]: decoding wait statuses and ending like a remote process.
+//! - [`ghost_spec`]: what bpsh tells each ghost it forks.
 //! - [`error`]: the [`BprocError`] type.
 
 pub mod client;
 pub mod error;
+pub mod ghost_spec;
 pub mod nodeset;
 pub mod wait_status;
 

@@ -9,11 +9,12 @@
 //! stops when the remote process stops, and dies exactly as it died.
 //!
 //! # Layout
-//! - [`spec`]: what bpsh tells a ghost (node, options), through its environment.
+//! - [`spec`]: what bpsh tells a ghost (node, options), through its environment
+//!   (it lives in libbproc, which bpsh is built from).
 //! - [`ghost`]: the ghost's loop.
 //! - [`output`]: writer threads for remote output, with `-p` line prefixes.
 //! - `bin/bpghost.rs`: the ghost program that bpsh execs.
 
 pub mod ghost;
 pub mod output;
-pub mod spec;
+pub use libbproc::ghost_spec as spec;

@@ -13,6 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
 
+use libbproc::ghost_spec::{GhostSpec, GHOST_ENV};
 use libbproc::wait_status::{end_like, Ended};
 use libbproc::{nodeset, BprocError, Client};
 
@@ -20,8 +21,6 @@ use args::{Opts, Parsed};
 
 /// bpsh's own failures (no master, unknown or down node, denied).
 const FAIL: i32 = 255;
-/// Must match `vproc::spec::GHOST_ENV`.
-const GHOST_ENV: &str = "BPROC_GHOST";
 const STDIN_CHUNK: usize = 128 * 1024;
 
 /// The signals bpsh waits for; all but SIGCHLD are passed on to the ghosts.
@@ -165,7 +164,7 @@ fn run_group(ghost: &PathBuf, nodes: &[u32], opts: &Opts, null_stdin: bool, mask
     let mut pipes: Vec<ChildStdin> = Vec::new();
     let mut endings = Vec::new();
     for node in nodes {
-        let spec = format!("node={node};prefix={};stdin_null={}", u8::from(opts.prefix), u8::from(null_stdin));
+        let spec = GhostSpec { node: *node, prefix: opts.prefix, stdin_null: null_stdin }.encode();
         let mut cmd = Command::new(ghost);
         cmd.arg0(&opts.argv[0]).args(&opts.argv[1..]).env(GHOST_ENV, spec);
         cmd.stdin(if broadcast {
