@@ -6,6 +6,12 @@ use std::time::Duration;
 
 use tests::{cluster, collect, proc_state, run, spawn_bpsh, text, wait_for, wait_remote, NODE_TIMEOUT_MS};
 
+/// The global PID (the ghost's) of the one remote process.
+fn ghost_pid(c: &tests::Cluster) -> i32 {
+    let procs = tests::remote_processes(c);
+    procs[0]["pid"].as_i64().expect("a global pid") as i32
+}
+
 /// "Within the configured timeout": the node timeout, plus one tick of the
 /// master's clock (half a heartbeat) and slack for polling on a loaded machine.
 fn down_within() -> Duration {
@@ -17,11 +23,13 @@ fn killed_slave_takes_its_node_down_and_a_restart_brings_it_back() {
     let mut c = cluster(2);
     let mut child = spawn_bpsh(&c, &["1", "sleep", "100"]);
     let remote = wait_remote(&c, 1, "sleep");
+    let ghost = ghost_pid(&c);
 
     c.kill_slave(1, libc::SIGKILL).expect("kill -9 the slave");
     c.wait_node_state(1, "down", down_within()).expect("node 1 down within the timeout");
     let out = collect(&mut child, Duration::from_secs(20), "bpsh");
     assert_eq!(out.status.signal(), Some(libc::SIGKILL), "stderr: {}", text(&out.stderr));
+    assert!(proc_state(ghost).is_none(), "the ghost died (of SIGKILL, as bpsh shows) and was reaped");
     wait_for("the node's process to be gone", Duration::from_secs(10), || proc_state(remote).is_none().then_some(()));
 
     let out = run(c.command("bpsh").args(["1", "true"]));
@@ -40,11 +48,13 @@ fn cut_link_takes_the_node_down_and_the_slave_comes_back_clean() {
     let c = cluster(2);
     let mut child = spawn_bpsh(&c, &["0", "sleep", "100"]);
     let remote = wait_remote(&c, 0, "sleep");
+    let ghost = ghost_pid(&c);
 
     c.cut_link(0).expect("cut the link");
     c.wait_node_state(0, "down", down_within()).expect("node 0 down within the timeout");
     let out = collect(&mut child, Duration::from_secs(20), "bpsh");
     assert_eq!(out.status.signal(), Some(libc::SIGKILL));
+    assert!(proc_state(ghost).is_none(), "the ghost died (of SIGKILL, as bpsh shows) and was reaped");
     // The slave, cut off, ends what it ran for the lost link.
     wait_for("the cut-off node to end its process", down_within() * 3, || proc_state(remote).is_none().then_some(()));
 
