@@ -69,6 +69,19 @@ fn server() -> Server {
         .tcp_nodelay(true)
 }
 
+/// Turns Nagle's algorithm off on every accepted slave link. (The server's
+/// own `tcp_nodelay` applies only to sockets it accepts itself.) With it on,
+/// a small message sent soon after another waits for the peer's delayed ACK:
+/// about 40 ms for a signal or a spawn.
+fn nodelay(incoming: TcpListenerStream) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    incoming.map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
+}
+
 /// Serves until `shutdown` resolves.
 pub async fn serve(
     shared: Arc<Shared>,
@@ -98,7 +111,7 @@ pub async fn serve(
     let slave_srv = server()
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .add_service(slaves)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(tcp)), stopped(stop_rx.clone()));
     super::ghost_signals::start(shared.clone());
     let ticker = tick(shared.clone(), stop_rx);
     tokio::spawn(async move {
