@@ -17,9 +17,10 @@ use super::Config;
 /// Longest a single trivial command may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-const HEADER: [&str; 8] = ["Command", "runs", "median ms", "p10 ms", "p90 ms", "min ms", "max ms", "median / baseline"];
+pub(super) const HEADER: [&str; 8] =
+    ["Command", "runs", "median ms", "p10 ms", "p90 ms", "min ms", "max ms", "median / baseline"];
 
-fn row(what: &str, s: &Samples, base: &Samples) -> Vec<String> {
+pub(super) fn row(what: &str, s: &Samples, base: &Samples) -> Vec<String> {
     if s.runs() == 0 {
         let mut cells = vec![what.to_owned(), "0".into()];
         cells.resize(HEADER.len(), "–".into());

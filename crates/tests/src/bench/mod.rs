@@ -1,12 +1,14 @@
 //! The pieces of `bproc-bench` (see `src/bin/bench.rs`).
 //!
 //! - `latency`: start latency of one trivial process, and fan-out.
+//! - `ghosts`: signal latency through a ghost, ghost memory, 1,000 ghosts appearing and reaped.
 //! - `throughput`: stdout and stdin streams through bpsh, ssh and a local pipe.
 //! - `ssh`: the sshd on a node and the ssh client commands (the peer compared against).
 //! - `report`: the Markdown report.
 //! - `stats`: samples and percentiles.
 //! - `sys`: timing a command, the watchdog, running in a network namespace, killing a tree.
 
+pub mod ghosts;
 pub mod latency;
 pub mod report;
 pub mod ssh;
@@ -27,11 +29,35 @@ pub struct Config {
     pub throughput: usize,
     /// Bytes moved per throughput run.
     pub size: u64,
+    /// Signals sent to a ghost (and to a local shell).
+    pub signal: usize,
+    /// Ghosts (and local processes) at once in the crowd benchmarks.
+    pub ghosts: usize,
+    /// Rounds of the crowd benchmarks.
+    pub crowd_runs: usize,
 }
 
 impl Config {
     /// The full run: a few minutes.
-    pub const FULL: Config = Config { latency: 200, ssh_new: 20, fanout: 50, throughput: 3, size: 1 << 30 };
+    pub const FULL: Config = Config {
+        latency: 200,
+        ssh_new: 20,
+        fanout: 50,
+        throughput: 3,
+        size: 1 << 30,
+        signal: 200,
+        ghosts: 1000,
+        crowd_runs: 3,
+    };
     /// `--quick`: proves the benchmarks work, well under a minute.
-    pub const QUICK: Config = Config { latency: 20, ssh_new: 5, fanout: 10, throughput: 1, size: 64 << 20 };
+    pub const QUICK: Config = Config {
+        latency: 20,
+        ssh_new: 5,
+        fanout: 10,
+        throughput: 1,
+        size: 64 << 20,
+        signal: 20,
+        ghosts: 20,
+        crowd_runs: 1,
+    };
 }

@@ -7,12 +7,17 @@
 //! 2. fan-out: `bpsh -a true` on 16 and on 4 nodes against `bpsh 0 true`;
 //! 3. stdout throughput: `bpsh 0 head -c SIZE /dev/zero` against ssh and a local pipe;
 //! 4. stdin throughput: SIZE bytes into `bpsh 0 wc -c` (and ssh, and a local pipe);
-//! 5. `bpsh 0 true` again after node 0 moved that data, against `bpsh 1 true`.
+//! 5. `bpsh 0 true` again after node 0 moved that data, against `bpsh 1 true`;
+//! 6. signal latency: `kill -USR1` of a ghost until the remote trap has run and its output
+//!    arrived, against the same with a local shell (1-node cluster);
+//! 7. ghost memory: USS of each of 1,000 ghosts at once (4-node cluster) against local `sleep`;
+//! 8. the time for those 1,000 ghosts to appear and to be reaped, against 1,000 local `sleep`.
 //!
 //! Every figure gives its number of runs, the median and p10/p90 or min/max; each target is
 //! reported as PASS or MISS, never failing the run. The run fails (exit 1, after writing the
 //! report) only when a benchmark could not be carried out. Clusters and sshd are torn down by
-//! guards, also on error or panic. `--quick` uses few runs and 64 MiB (the test suite runs it).
+//! guards, also on error or panic. `--quick` uses few runs, 64 MiB and 20 ghosts (the test suite
+//! runs it).
 
 #[path = "../bench/mod.rs"]
 mod bench;
@@ -26,7 +31,7 @@ use vm_harness::{Cluster, ClusterSpec};
 
 use bench::report::{self, Section};
 use bench::ssh::{self, Ssh};
-use bench::{latency, throughput, Config};
+use bench::{ghosts, latency, throughput, Config};
 
 const USAGE: &str = "usage: bproc-bench [--quick] [--out PATH]   (default PATH: docs/BENCHMARKS.md)";
 
@@ -73,6 +78,8 @@ fn run() -> Result<bool> {
     };
     ssh::check_installed()?;
     let cfg = if args.quick { Config::QUICK } else { Config::FULL };
+    // Before any cluster: bpmaster inherits the limit and holds one connection per bpsh.
+    let nofile = ghosts::raise_nofile()?;
     let started = Instant::now();
     let mut sections: Vec<Section> = Vec::new();
     {
@@ -95,6 +102,26 @@ fn run() -> Result<bool> {
         sections.push(throughput::stdin_throughput(&small, &ssh, &cfg));
         progress("start latency after the transfers");
         sections.push(latency::after_transfers(&small, &cfg));
+    }
+    {
+        progress("bringing up a 1-node cluster; signal latency");
+        let one = up(1)?;
+        sections.push(ghosts::signal_latency(&one, &cfg));
+    }
+    {
+        progress(&format!("bringing up a fresh 4-node cluster; {} ghosts at once", cfg.ghosts));
+        let four = up(4)?;
+        let (mem, times) = ghosts::crowd(&four, &cfg);
+        sections.push(mem);
+        sections.push(times);
+        if let Some(s) = sections.last_mut() {
+            s.note(format!(
+                "bpmaster holds one connection per bpsh and inherits the bench's limit on open \
+                 files: the bench raises its soft limit to the hard limit ({} → {}) before \
+                 starting any cluster.",
+                nofile.0, nofile.1
+            ));
+        }
     }
     let text = report::render(&argv, args.quick, &sections, started.elapsed());
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
