@@ -68,6 +68,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         cfg.node_timeout_ms = v;
     }
     cfg.validate()?;
+    runtime::sys::raise_nofile_limit();
 
     let mut engine = Engine::new(EngineConfig {
         nodes: cfg.nodes,

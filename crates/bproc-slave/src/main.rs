@@ -51,6 +51,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(name) = &args.hostname {
         sys::sethostname(name).map_err(|e| anyhow::anyhow!("cannot set hostname {name}: {e}"))?;
     }
+    sys::raise_nofile_limit();
     if std::process::id() != 1 {
         sys::become_subreaper().map_err(|e| anyhow::anyhow!("cannot become a subreaper: {e}"))?;
     }

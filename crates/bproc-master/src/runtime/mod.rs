@@ -12,7 +12,7 @@ mod peer;
 mod ratelimit;
 mod server;
 mod slave_link;
-mod sys;
+pub mod sys;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
