@@ -253,3 +253,41 @@ fn sigstop_and_sigkill_of_a_ghost_reach_the_remote_process() {
     });
     wait_for("the master to forget it", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
 }
+
+#[test]
+fn the_owning_user_signals_its_ghost_like_a_local_process() {
+    let c = cluster(1);
+    let as_user = "setpriv --reuid=4242 --regid=4242 --clear-groups";
+    let script = format!(
+        "exec {as_user} {} 0 sh -c 'trap \"echo got-usr1\" USR1; echo $$; while :; do sleep 0.05; done'",
+        c.bin("bpsh").display()
+    );
+    let mut child = sh(&c, &script)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn bpsh as uid 4242");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let pid: i32 = read_line(&mut out).trim().parse().expect("pid");
+    let remote = c.host_pid(0, pid).expect("the remote shell");
+    let user_kill = |sig: &str| {
+        let out = run(&mut sh(&c, &format!("{as_user} kill -{sig} {pid}")));
+        assert!(out.status.success(), "uid 4242 may signal its own ghost: {}", text(&out.stderr));
+    };
+
+    user_kill("USR1");
+    assert_eq!(read_line(&mut out), "got-usr1\n");
+    user_kill("STOP");
+    wait_for("the owner's SIGSTOP to stop the remote process", Duration::from_secs(10), || {
+        (proc_state(remote) == Some('T')).then_some(())
+    });
+    user_kill("CONT");
+    wait_for("the owner's SIGCONT to resume it", Duration::from_secs(10), || {
+        matches!(proc_state(remote), Some('S' | 'R')).then_some(())
+    });
+    user_kill("KILL");
+    let status = collect(&mut child, Duration::from_secs(20), "bpsh").status;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    wait_for("the remote process to be gone", Duration::from_secs(10), || proc_state(remote).is_none().then_some(()));
+}
