@@ -9,6 +9,11 @@ use tests::{cluster, remote_processes, wait_child, Cluster};
 
 const COUNT: usize = 1000;
 const NODES: u32 = 4;
+/// What the allocator may keep after a burst of 1,000 processes, in KiB: a
+/// leak of more than about 32 KiB per process fails the test. Measured here:
+/// the master settles anywhere between 10 and 45 MB after such a burst, from
+/// 24 MB, with no upward trend over repeated bursts (docs/BENCHMARKS.md).
+const SLACK_KIB: u64 = 32 * 1024;
 
 /// Open file descriptors and resident KiB of a process.
 fn usage(pid: i32) -> (usize, u64) {
@@ -87,7 +92,7 @@ fn a_thousand_remote_processes_come_and_go_cleanly() {
     for (name, pid, (fds, rss)) in before {
         let settled = vm_harness::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
             let (fds_after, rss_after) = usage(pid);
-            (fds_after <= fds && rss_after <= rss + rss / 2 + 4096).then_some(())
+            (fds_after <= fds && rss_after <= rss + SLACK_KIB).then_some(())
         });
         let (fds_after, rss_after) = usage(pid);
         assert!(settled.is_some(), "{name}: {fds} fds and {rss} KiB before, {fds_after} fds and {rss_after} KiB after");
