@@ -190,9 +190,14 @@ unsafe fn child(
                 fail(*libc::__errno_location());
             }
         }
-        if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-            || libc::setresgid(plan.gid, plan.gid, plan.gid) != 0
-            || libc::setresuid(plan.uid, plan.uid, plan.uid) != 0
+        // Raw system calls, not glibc's wrappers: those make every thread of
+        // the process change credentials, and after a raw clone3 glibc
+        // still believes in the parent's threads and would wait for them
+        // forever. The kernel calls change this (only) thread, which is
+        // the whole child.
+        if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
+            || libc::syscall(libc::SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0
+            || libc::syscall(libc::SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0
         {
             fail(*libc::__errno_location());
         }
