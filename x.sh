@@ -90,7 +90,8 @@ tests() {
   setup
   build
   say "unit and end-to-end tests"
-  cargo test --release --workspace --locked
+  # A hung test fails the run in 20 minutes instead of eating CI's whole budget.
+  timeout --kill-after=30 1200 cargo test --release --workspace --locked
   say "the benchmark command, quick"
   target/release/bproc-bench --quick --out target/bench-quick.md
   grep -q 'bpsh 0 true' target/bench-quick.md || die "bench report lacks the bpsh latency row"
