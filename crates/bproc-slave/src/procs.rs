@@ -275,10 +275,6 @@ impl Procs {
             tracing::warn!(count = t.by_id.len(), "killed every process of the lost link");
         }
     }
-
-    pub fn count(&self) -> usize {
-        self.lock().by_id.len()
-    }
 }
 
 async fn read_exec_status(fd: OwnedFd) -> Option<i32> {

@@ -253,7 +253,6 @@ impl Engine {
                 client_pid: cred.pid,
                 argv: spec.argv.clone(),
                 state: ProcState::Starting,
-                client_attached: true,
                 ghost_stopped: false,
             },
         );
@@ -314,9 +313,8 @@ impl Engine {
 
     /// The client of a process went away before the process ended: the
     /// process is killed so that nothing runs without an owner.
-    pub fn client_gone(&mut self, id: ProcId) -> Option<Effect> {
-        let p = self.procs.get_mut(&id)?;
-        p.client_attached = false;
+    pub fn client_gone(&self, id: ProcId) -> Option<Effect> {
+        let p = self.procs.get(&id)?;
         Some(Effect::Signal { conn: p.conn, id, signo: libc::SIGKILL })
     }
 }

@@ -43,7 +43,6 @@ pub struct Proc {
     pub client_pid: i32,
     pub argv: Vec<Vec<u8>>,
     pub state: ProcState,
-    pub client_attached: bool,
     /// Its ghost was stopped by SIGSTOP, which we passed on: the stop the
     /// node reports next is that one, and the ghost is already stopped.
     pub ghost_stopped: bool,
