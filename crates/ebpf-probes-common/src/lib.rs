@@ -5,11 +5,15 @@
 //! One file: the names of the maps, programs and the load-time global, the event kinds, [`RawEvent`]
 //! (one ring-buffer record) and [`ProbeConfig`] (offsets the loader computes at load time and hands to
 //! the probes). Everything is `#[repr(C)]` and made of fixed-width integers, so both sides agree on
-//! the bytes. All pids are global pids (the initial PID namespace), because one kernel serves every
-//! namespace node.
+//! the bytes. `pid`, `tid` and `other` are global pids (the initial PID namespace), because one
+//! kernel serves every namespace node; `ns_pid` and `ns_other` are the same processes' pids as seen
+//! at the PID-namespace level of the tree's root (see [`TRACKED_MAP`]).
 #![no_std]
 
-/// BPF hash map `tgid (u32) -> u8`: the thread groups whose events reach userspace.
+/// BPF hash map `tgid (u32) -> u8`: the thread groups whose events reach userspace. The value is
+/// one more than the PID-namespace level whose pids the events report as `ns_pid`/`ns_other`: 1 for
+/// a process tracked from userspace (level 0, global pids); for a tree rooted at the loader itself
+/// ([`ProbeConfig::seed_ns_inum`]), the loader's own level plus one. Children inherit the value.
 pub const TRACKED_MAP: &str = "TRACKED";
 /// BPF ring buffer carrying [`RawEvent`] records.
 pub const EVENTS_MAP: &str = "EVENTS";
@@ -59,6 +63,10 @@ pub struct RawEvent {
     pub aux: i32,
     /// `current->comm` at the time of the event, NUL-padded.
     pub comm: [u8; 16],
+    /// `pid` as seen in the tracked tree's PID namespace (0 for signals).
+    pub ns_pid: u32,
+    /// `other` as seen in the tracked tree's PID namespace (fork only; 0 otherwise).
+    pub ns_other: u32,
 }
 
 /// Size of a [`RawEvent`] in bytes.
@@ -84,6 +92,29 @@ pub struct ProbeConfig {
     pub task_tgid: u32,
     /// `struct task_struct`: `int exit_code`.
     pub task_exit_code: u32,
+    /// `struct task_struct`: `struct task_struct *group_leader`.
+    pub task_group_leader: u32,
+    /// `struct task_struct`: `struct pid *thread_pid`.
+    pub task_thread_pid: u32,
+    /// `struct pid`: `unsigned int level`.
+    pub pid_level: u32,
+    /// `struct pid`: `struct upid numbers[]`.
+    pub pid_numbers: u32,
+    /// `sizeof(struct upid)`.
+    pub upid_size: u32,
+    /// `struct upid`: `int nr`.
+    pub upid_nr: u32,
+    /// `struct upid`: `struct pid_namespace *ns`.
+    pub upid_ns: u32,
+    /// `struct pid_namespace`: `ns.inum` (the namespace's inode number, as in `/proc/PID/ns/pid`).
+    pub pidns_inum: u32,
+    /// Track the loader's own tree: the inode number of the loader's PID namespace (0: off). The
+    /// first fork of the process whose pid there is [`ProbeConfig::seed_ns_pid`] puts that process
+    /// in `TRACKED`, with its own namespace level, so that the loader and all it starts are tracked
+    /// and reported with the pids of its namespace.
+    pub seed_ns_inum: u32,
+    /// The loader's pid in its own PID namespace (see [`ProbeConfig::seed_ns_inum`]).
+    pub seed_ns_pid: u32,
     /// Non-zero once the loader has filled this in; the probes do nothing while it is zero.
     pub ready: u32,
 }
@@ -93,7 +124,7 @@ pub struct ProbeConfig {
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ProbeConfig {}
 
-// SAFETY: RawEvent is #[repr(C)], made only of 4-byte integers and a byte array (size 40, no padding,
+// SAFETY: RawEvent is #[repr(C)], made only of 4-byte integers and a byte array (size 48, no padding,
 // no pointers), and every bit pattern is a valid value.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for RawEvent {}
@@ -104,7 +135,7 @@ mod tests {
 
     #[test]
     fn layouts_have_no_padding() {
-        assert_eq!(RAW_EVENT_SIZE, 6 * 4 + 16);
-        assert_eq!(core::mem::size_of::<ProbeConfig>(), 8 * 4);
+        assert_eq!(RAW_EVENT_SIZE, 6 * 4 + 16 + 2 * 4);
+        assert_eq!(core::mem::size_of::<ProbeConfig>(), 18 * 4);
     }
 }

@@ -164,23 +164,34 @@ impl Btf {
         Err(bad("type chain too long"))
     }
 
-    /// Byte offset of member `member` of `struct name`, checked to be `size` bytes wide and not a
-    /// bitfield. Members of anonymous structs/unions inside the struct are found too.
-    pub fn member_offset(&self, name: &str, member: &str, size: u32) -> Result<u32, ProbeError> {
-        let id = self
-            .types
+    fn struct_id(&self, name: &str) -> Result<usize, ProbeError> {
+        self.types
             .iter()
             .position(|t| t.kind == KIND_STRUCT && !t.members.is_empty() && self.name(t.name_off) == name.as_bytes())
-            .ok_or_else(|| bad(format!("no struct {name}")))?;
+            .ok_or_else(|| bad(format!("no struct {name}")))
+    }
+
+    /// Size in bytes of `struct name`.
+    pub fn struct_size(&self, name: &str) -> Result<u32, ProbeError> {
+        Ok(self.types[self.struct_id(name)?].size_or_type)
+    }
+
+    /// Byte offset of member `member` of `struct name`, checked to be `size` bytes wide (any size
+    /// when `None`, say for a flexible array or a nested struct) and not a bitfield. Members of
+    /// anonymous structs/unions inside the struct are found too.
+    pub fn member_offset(&self, name: &str, member: &str, size: impl Into<Option<u32>>) -> Result<u32, ProbeError> {
+        let id = self.struct_id(name)?;
         let (bits, m) = self
             .find_member(id as u32, member.as_bytes(), 0, 0)?
             .ok_or_else(|| bad(format!("struct {name} has no member {member}")))?;
         if m.bitfield_size != 0 || bits % 8 != 0 {
             return Err(bad(format!("{name}.{member} is a bitfield")));
         }
-        let actual = self.size_of(m.type_id)?;
-        if actual != size {
-            return Err(bad(format!("{name}.{member} is {actual} bytes, the probes expect {size}")));
+        if let Some(size) = size.into() {
+            let actual = self.size_of(m.type_id)?;
+            if actual != size {
+                return Err(bad(format!("{name}.{member} is {actual} bytes, the probes expect {size}")));
+            }
         }
         Ok(bits / 8)
     }

@@ -12,9 +12,12 @@
 //! # }
 //! ```
 //!
-//! **Pids are global.** Every pid here (tracked, reported) is a thread-group id as seen from the
-//! initial PID namespace. One kernel serves every namespace node on a machine, so the probes see all
-//! nodes' processes; each daemon filters to its own by tracking only its own process trees.
+//! **Pids are global, with namespace twins.** Every pid tracked or reported is a thread-group id as
+//! seen from the initial PID namespace. One kernel serves every namespace node on a machine, so the
+//! probes see all nodes' processes; each daemon filters to its own by tracking only its own process
+//! trees. Events also carry the `ns_*` pids: the same processes as the tree's root numbers them. The
+//! master tracks ghosts by global pid ([`Probes::track`]); a slave that is PID 1 of its node cannot
+//! know its global pid, so it loads [`Probes::load_tracking_self`] and gets its node's pids.
 //!
 //! The probes are built from source by this crate's `build.rs` (crate `ebpf-probes-ebpf`, pinned
 //! nightly from its `toolchain.txt`, linked by bpf-linker; `bash x.sh setup` installs both). They are

@@ -19,6 +19,9 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::{btf::Btf, tracefs, AsyncProbes, Event, ProbeError};
 
+/// The caller's PID namespace; its inode number identifies it to the probes.
+const SELF_PID_NS: &str = "/proc/self/ns/pid";
+
 /// The BPF object built by `build.rs` from `crates/ebpf-probes-ebpf`.
 static PROBE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bproc-probes"));
 
@@ -84,7 +87,23 @@ impl Probes {
     /// `sched/sched_process_exec`, `sched/sched_process_exit` and `signal/signal_generate`. Needs
     /// root (CAP_BPF + CAP_PERFMON, and CAP_SYS_ADMIN to mount tracefs if it is not mounted).
     pub fn load() -> Result<Self, ProbeError> {
-        let config = kernel_config()?;
+        Self::load_with(kernel_config()?)
+    }
+
+    /// Like [`Probes::load`], and also tracks the calling process and everything it forks from now
+    /// on (in the kernel, from its first fork), with events carrying the pids of the caller's own
+    /// PID namespace in `ns_*`. For a daemon that is PID 1 of a namespace node: it cannot know its
+    /// global pid, so it cannot [`track`](Probes::track) itself.
+    pub fn load_tracking_self() -> Result<Self, ProbeError> {
+        let mut config = kernel_config()?;
+        let ns =
+            std::fs::metadata(SELF_PID_NS).map_err(|source| ProbeError::Read { path: SELF_PID_NS.into(), source })?;
+        config.seed_ns_inum = std::os::unix::fs::MetadataExt::ino(&ns) as u32;
+        config.seed_ns_pid = std::process::id();
+        Self::load_with(config)
+    }
+
+    fn load_with(config: ProbeConfig) -> Result<Self, ProbeError> {
         let mut ebpf = EbpfLoader::new()
             .override_global(CONFIG_GLOBAL, &config, true)
             .load(PROBE_OBJECT)
@@ -182,6 +201,16 @@ pub fn kernel_config() -> Result<ProbeConfig, ProbeError> {
         task_pid: btf.member_offset("task_struct", "pid", 4)?,
         task_tgid: btf.member_offset("task_struct", "tgid", 4)?,
         task_exit_code: btf.member_offset("task_struct", "exit_code", 4)?,
+        task_group_leader: btf.member_offset("task_struct", "group_leader", 8)?,
+        task_thread_pid: btf.member_offset("task_struct", "thread_pid", 8)?,
+        pid_level: btf.member_offset("pid", "level", 4)?,
+        pid_numbers: btf.member_offset("pid", "numbers", None)?,
+        upid_size: btf.struct_size("upid")?,
+        upid_nr: btf.member_offset("upid", "nr", 4)?,
+        upid_ns: btf.member_offset("upid", "ns", 8)?,
+        pidns_inum: btf.member_offset("pid_namespace", "ns", None)? + btf.member_offset("ns_common", "inum", 4)?,
+        seed_ns_inum: 0,
+        seed_ns_pid: 0,
         ready: 1,
     })
 }

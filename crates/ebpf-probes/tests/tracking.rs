@@ -85,16 +85,19 @@ fn fork_exec_exit_of_a_tracked_tree_and_nothing_of_an_untracked_one() {
     let child = events
         .iter()
         .find_map(|e| match e {
-            Event::Fork { parent, child } if *parent == shell_pid => Some(*child),
+            Event::Fork { parent, child, .. } if *parent == shell_pid => Some(*child),
             _ => None,
         })
         .unwrap_or_else(|| panic!("no fork of the grandchild in {events:#?}"));
-    assert!(events.contains(&Event::Exec { pid: child, comm: "sleep".into() }), "{events:#?}");
-    assert!(events.contains(&Event::Exit { pid: child, wait_status: 0 }), "{events:#?}");
-    assert!(events.contains(&Event::Exit { pid: shell_pid, wait_status: 3 << 8 }), "{events:#?}");
+    assert!(events.contains(&Event::Exec { pid: child, ns_pid: child, comm: "sleep".into() }), "{events:#?}");
+    assert!(events.contains(&Event::Exit { pid: child, ns_pid: child, wait_status: 0 }), "{events:#?}");
+    assert!(events.contains(&Event::Exit { pid: shell_pid, ns_pid: shell_pid, wait_status: 3 << 8 }), "{events:#?}");
     // The grandchild's exit comes before the shell's (the shell waited for it).
     let pos = |target: &Event| events.iter().position(|e| e == target).expect("present");
-    assert!(pos(&Event::Exit { pid: child, wait_status: 0 }) < pos(&Event::Exit { pid: shell_pid, wait_status: 768 }));
+    assert!(
+        pos(&Event::Exit { pid: child, ns_pid: child, wait_status: 0 })
+            < pos(&Event::Exit { pid: shell_pid, ns_pid: shell_pid, wait_status: 768 })
+    );
 
     // Exactly the tracked tree, nothing else: the untracked sh and its sleep never appear (they ran and
     // exited before the tracked shell was released, so their events would have come first).
@@ -115,7 +118,10 @@ fn exec_reports_the_new_comm_and_exit_codes_are_exact() {
     let events = collect_until(&mut probes, |evs| evs.iter().any(|e| matches!(e, Event::Exit { .. })));
     assert_eq!(
         events,
-        vec![Event::Exec { pid: shell_pid, comm: "sh".into() }, Event::Exit { pid: shell_pid, wait_status: 7 << 8 }]
+        vec![
+            Event::Exec { pid: shell_pid, ns_pid: shell_pid, comm: "sh".into() },
+            Event::Exit { pid: shell_pid, ns_pid: shell_pid, wait_status: 7 << 8 }
+        ]
     );
     assert_eq!(shell.wait().expect("wait").into_raw(), 7 << 8);
 
@@ -126,7 +132,10 @@ fn exec_reports_the_new_comm_and_exit_codes_are_exact() {
     let events = collect_until(&mut probes, |evs| evs.iter().any(|e| matches!(e, Event::Exit { .. })));
     assert_eq!(
         events,
-        vec![Event::Exec { pid: shell_pid, comm: "true".into() }, Event::Exit { pid: shell_pid, wait_status: 0 }]
+        vec![
+            Event::Exec { pid: shell_pid, ns_pid: shell_pid, comm: "true".into() },
+            Event::Exit { pid: shell_pid, ns_pid: shell_pid, wait_status: 0 }
+        ]
     );
     assert!(shell.wait().expect("wait").success());
 }
@@ -146,7 +155,9 @@ fn signals_to_a_tracked_pid_are_reported_with_sender_and_a_kill_gives_status_9()
     let victim_pid = pid(&victim);
     probes.track(victim_pid).expect("track");
     release(&mut victim);
-    collect_until(&mut probes, |evs| evs.contains(&Event::Exec { pid: victim_pid, comm: "sleep".into() }));
+    collect_until(&mut probes, |evs| {
+        evs.contains(&Event::Exec { pid: victim_pid, ns_pid: victim_pid, comm: "sleep".into() })
+    });
 
     let sender = send("STOP", victim_pid);
     collect_until(&mut probes, |evs| evs.contains(&Event::Signal { target: victim_pid, sender, signo: 19 }));
@@ -159,7 +170,7 @@ fn signals_to_a_tracked_pid_are_reported_with_sender_and_a_kill_gives_status_9()
         evs.iter().any(|e| matches!(e, Event::Exit { pid, .. } if *pid == victim_pid))
     });
     assert!(events.contains(&Event::Signal { target: victim_pid, sender, signo: 9 }), "{events:#?}");
-    assert!(events.contains(&Event::Exit { pid: victim_pid, wait_status: 9 }), "{events:#?}");
+    assert!(events.contains(&Event::Exit { pid: victim_pid, ns_pid: victim_pid, wait_status: 9 }), "{events:#?}");
     assert!(
         events.iter().all(|e| e.pid() == victim_pid),
         "bystander (pid {}, signalled by {bystander_sender}) leaked: {events:#?}",
@@ -180,7 +191,9 @@ fn threads_of_a_tracked_process_are_not_processes() {
     // A real child after the thread: once its fork is seen, any event about the thread came before.
     let mut child = Command::new("true").spawn().expect("spawn true");
     let child_pid = child.id();
-    let events = collect_until(&mut probes, |evs| evs.contains(&Event::Fork { parent: me, child: child_pid }));
+    let events = collect_until(&mut probes, |evs| {
+        evs.contains(&Event::Fork { parent: me, child: child_pid, ns_parent: me, ns_child: child_pid })
+    });
     child.wait().expect("wait true");
     probes.untrack(me).expect("untrack self");
     assert!(!probes.is_tracked(me).expect("is_tracked"));
@@ -216,4 +229,53 @@ async fn async_stream_reports_the_exit_status_of_a_signal_death() {
     assert_eq!(exit, status);
     assert_eq!(exit & 0x7f, 11);
     assert!(seen.contains(&Event::Signal { target: shell_pid, sender: shell_pid, signo: 11 }), "{seen:#?}");
+}
+
+/// Set in the copy of this test binary that runs as PID 1 of a new PID namespace.
+const IN_NAMESPACE: &str = "BPROC_PROBES_TEST_IN_NAMESPACE";
+
+/// A daemon that is PID 1 of a namespace node tracks itself without knowing its global pid, and
+/// gets its children's pids as its namespace numbers them. The test binary runs itself under
+/// `unshare --pid --fork --mount-proc`; that copy loads the probes, starts `sh -c 'sleep 0 & wait;
+/// exit 3'` and prints what it saw.
+#[test]
+fn a_pid_namespace_init_tracks_itself_with_its_own_pids() {
+    if std::env::var_os(IN_NAMESPACE).is_some() {
+        assert_eq!(std::process::id(), 1, "runs as PID 1 of its namespace");
+        let mut probes = match Probes::load_tracking_self() {
+            Ok(p) => p,
+            Err(err) => panic!("loading the eBPF probes failed: {err}"),
+        };
+        let mut child = Command::new("sh").args(["-c", "sleep 0 & wait; exit 3"]).spawn().expect("spawn sh");
+        let sh = child.id();
+        let events = collect_until(&mut probes, |evs| {
+            evs.iter().any(|e| matches!(e, Event::Exit { ns_pid, .. } if *ns_pid == sh))
+        });
+        assert_eq!(child.wait().expect("wait sh").into_raw(), 3 << 8);
+        for event in events {
+            println!("EVENT {event:?}");
+        }
+        println!("SH {sh}");
+        return;
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(exe)
+        .args(["a_pid_namespace_init_tracks_itself_with_its_own_pids", "--exact", "--nocapture", "--test-threads=1"])
+        .env(IN_NAMESPACE, "1")
+        .output()
+        .expect("run unshare (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the copy in the namespace failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let sh: u32 = text.lines().find_map(|l| l.strip_prefix("SH ")).and_then(|v| v.trim().parse().ok()).expect("sh pid");
+    assert!(sh < 100, "the namespace numbers its own processes: sh is {sh}");
+    let fork = text
+        .lines()
+        .find(|l| l.contains("Fork") && l.contains(&format!("ns_child: {sh} ")) && l.contains("ns_parent: 1,"))
+        .unwrap_or_else(|| panic!("no fork of sh by PID 1 in:\n{text}"));
+    assert!(!fork.contains(&format!("child: {sh},")), "the global pid differs from the namespace one: {fork}");
+    assert!(text.contains(&format!("ns_pid: {sh}, comm: \"sh\"")), "exec of sh:\n{text}");
+    assert!(text.contains(&format!("ns_pid: {sh}, wait_status: 768")), "exit of sh:\n{text}");
+    assert!(text.contains(&format!("ns_parent: {sh},")), "the sleep forked by sh:\n{text}");
 }
