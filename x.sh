@@ -17,7 +17,12 @@ PACKAGES=(
   hostname coreutils tmux       # tools the tests run (tmux drives an interactive shell)
   openssh-server openssh-client # the ssh side of the benchmarks
   llvm-22-dev                   # bpf-linker links against LLVM 22 (Debian 12: bookworm-security)
+  libcap2-bin                   # setcap: bpghost's CAP_CHECKPOINT_RESTORE
 )
+
+# Nodes number the processes forked on them in ranges of the upper half of the PID space, so their
+# ghosts can mostly have the same PIDs on the master; that needs room (the kernel's maximum).
+PID_MAX=4194304
 
 setup() {
   [ "$(id -u)" = 0 ] || die "run as root (the harness makes namespaces, veths and bridges)"
@@ -45,6 +50,10 @@ setup() {
     rustup toolchain install stable --profile minimal >/dev/null
   fi
   setup_ebpf
+  if [ "$(cat /proc/sys/kernel/pid_max)" -lt "$PID_MAX" ]; then
+    say "raising kernel.pid_max to $PID_MAX (room for per-node PID ranges)"
+    sysctl -q -w kernel.pid_max="$PID_MAX"
+  fi
 }
 
 # The eBPF probes (crates/ebpf-probes-ebpf) build with a pinned nightly whose LLVM matches
@@ -65,6 +74,8 @@ setup_ebpf() {
 build() {
   say "building (release)"
   cargo build --release --workspace --bins --locked
+  # The ghost of a process forked on a node asks the kernel for that process's PID (clone3 set_tid).
+  setcap cap_checkpoint_restore+ep target/release/bpghost
 }
 
 demo() {

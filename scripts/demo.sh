@@ -33,7 +33,7 @@ for _ in $(seq 200); do bpstat -p | grep -q ' 3 ' && break; sleep 0.05; done
 ghost=$(bpstat -p --json | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
 show "bpstat -p                   # global PID and node"
 bpstat -p
-show "ps -o pid,ppid,stat,args -p $ghost    # the same PID is a process here: the ghost, under bpsh"
+show "ps -o pid,ppid,stat,args -p $ghost    # the same PID is a process here: the ghost, under bpsh, exec'd as its process did"
 ps -o pid,ppid,stat,args -p "$ghost"
 show "kill -STOP $ghost; bpstat -p; kill -CONT $ghost   # any signal to the ghost acts on the node"
 kill -STOP "$ghost"

@@ -69,6 +69,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     cfg.validate()?;
     runtime::sys::raise_nofile_limit();
+    let pid_max = runtime::sys::pid_max();
+    if bproc_master::engine::node_pid_base(0, cfg.nodes, pid_max) == 0 {
+        tracing::warn!(
+            pid_max,
+            "kernel.pid_max leaves no room for per-node PID ranges: ghosts of processes forked on nodes \
+             will mostly have PIDs other than their node PIDs (raise it: sysctl kernel.pid_max=4194304)"
+        );
+    }
 
     let mut engine = Engine::new(EngineConfig {
         nodes: cfg.nodes,
@@ -84,6 +92,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             heartbeat_interval_ms: cfg.heartbeat_interval_ms,
             link_timeout_ms: cfg.node_timeout_ms,
             stdio_window: cfg.stdio_window,
+            pid_max,
         },
     );
     let rt =

@@ -74,6 +74,12 @@ pub async fn run_link(
         Err(s) => return Err(LinkError::Failed(s.message().to_string())),
     };
     procs.set_window(welcome.stdio_window as usize);
+    procs.set_fork_base(welcome.fork_id_base);
+    if welcome.pid_base > 0 && std::process::id() == 1 {
+        if let Err(e) = crate::sys::number_pids_from(welcome.pid_base) {
+            tracing::warn!(base = welcome.pid_base, error = %e, "cannot move this node's PID numbering");
+        }
+    }
     let interval = Duration::from_millis(welcome.heartbeat_interval_ms.max(10).into());
     let silence = Duration::from_millis(welcome.link_timeout_ms.max(100).into());
     tracing::info!(node = id.node, master = %id.master, ?interval, "registered");

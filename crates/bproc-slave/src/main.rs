@@ -58,6 +58,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
     let id = SlaveId { master: args.master.clone(), node: args.node, hostname };
     let procs = Procs::new(8 << 20);
+    // Before the first fork: the probes track this daemon from its next one.
+    match ebpf_probes::Probes::load_tracking_self().and_then(ebpf_probes::Probes::into_async) {
+        Ok(mut probes) => {
+            let procs = procs.clone();
+            tokio::spawn(async move {
+                loop {
+                    match probes.next_event().await {
+                        Ok(event) => procs.on_probe_event(event),
+                        Err(e) => {
+                            tracing::error!(error = %e, "eBPF event stream failed");
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            "eBPF probes not loaded: processes forked or exec'd on this node get no ghosts of their own"
+        ),
+    }
     tokio::spawn({
         let procs = procs.clone();
         async move {

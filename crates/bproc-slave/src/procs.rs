@@ -40,10 +40,36 @@ struct Entry {
     out: Outbox,
 }
 
+/// A process that one of ours forked on the node (seen by the eBPF fork
+/// probe). It shares its parent's stdio; we learn of its exec and exit from
+/// the probes, since its parent, not we, reaps it.
+struct Forked {
+    pid: i32,
+    out: Outbox,
+}
+
 #[derive(Default)]
 struct Table {
     by_id: HashMap<u64, Entry>,
+    /// Node PID -> id of the processes we spawned (and reap).
     id_of: HashMap<i32, u64>,
+    forked: HashMap<u64, Forked>,
+    /// Node PID -> id of the forked ones.
+    forked_of: HashMap<i32, u64>,
+    /// Ids for forked processes: `fork_base + n` (the master's welcome).
+    fork_base: u64,
+    fork_next: u32,
+}
+
+impl Table {
+    /// The id and link of the process with node PID `pid`, spawned or forked.
+    fn find(&self, pid: i32) -> Option<(u64, &Outbox)> {
+        if let Some(id) = self.id_of.get(&pid) {
+            return self.by_id.get(id).map(|e| (*id, &e.out));
+        }
+        let id = self.forked_of.get(&pid)?;
+        self.forked.get(id).map(|f| (*id, &f.out))
+    }
 }
 
 /// Every process this slave runs, whichever link asked for it.
@@ -119,6 +145,65 @@ impl Procs {
 
     fn lock(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where the ids of forked processes start on the current link.
+    pub fn set_fork_base(&self, base: u64) {
+        let mut t = self.lock();
+        t.fork_base = base;
+        t.fork_next = 0;
+    }
+
+    /// What the eBPF probes saw on this node: a process of ours forked
+    /// (the child gets an id and the master hears of it), exec'd (the master
+    /// hears the new command line) or, if forked, exited. Pids are the
+    /// node's own.
+    pub fn on_probe_event(&self, seen: ebpf_probes::Event) {
+        use ebpf_probes::Event;
+        match seen {
+            Event::Fork { ns_parent, ns_child, .. } => {
+                let (parent, child) = (ns_parent as i32, ns_child as i32);
+                if parent == std::process::id() as i32 || child <= 0 {
+                    // Our own spawn: the spawn path knows that child.
+                    return;
+                }
+                let mut t = self.lock();
+                let Some((parent_id, out)) = t.find(parent).map(|(id, out)| (id, out.clone())) else { return };
+                let id = t.fork_base + u64::from(t.fork_next);
+                t.fork_next = t.fork_next.wrapping_add(1);
+                t.forked.insert(id, Forked { pid: child, out: out.clone() });
+                t.forked_of.insert(child, id);
+                drop(t);
+                tracing::debug!(id, parent_id, pid = child, "forked");
+                event(&out, id, Kind::Forked, |e| {
+                    e.parent_id = parent_id;
+                    e.node_pid = child;
+                });
+            }
+            Event::Exec { ns_pid, .. } => {
+                let pid = ns_pid as i32;
+                let Some((id, out)) = self.lock().find(pid).map(|(id, out)| (id, out.clone())) else { return };
+                // Gone already (say `exec true`): its exit says the rest.
+                let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return };
+                let argv: Vec<Vec<u8>> = cmdline.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
+                let argv = match argv.split_last() {
+                    Some((last, rest)) if last.is_empty() => rest.to_vec(),
+                    _ => argv,
+                };
+                if !argv.is_empty() {
+                    event(&out, id, Kind::Execed, |e| e.argv = argv);
+                }
+            }
+            Event::Exit { ns_pid, wait_status, .. } => {
+                let mut t = self.lock();
+                let Some(id) = t.forked_of.remove(&(ns_pid as i32)) else { return };
+                if let Some(f) = t.forked.remove(&id) {
+                    drop(t);
+                    event(&f.out, id, Kind::Exited, |e| e.wait_status = wait_status);
+                }
+            }
+            Event::Signal { .. } => {}
+        }
     }
 
     /// Starts the process the master asked for and reports on it through `out`.
@@ -231,7 +316,10 @@ impl Procs {
 
     /// Delivers a signal to process `id`.
     pub fn signal(&self, id: u64, signo: i32) {
-        let pid = self.lock().by_id.get(&id).and_then(|e| e.pid);
+        let pid = {
+            let t = self.lock();
+            t.by_id.get(&id).and_then(|e| e.pid).or_else(|| t.forked.get(&id).map(|f| f.pid))
+        };
         if let Some(pid) = pid {
             if let Err(e) = sys::kill(pid, signo) {
                 tracing::debug!(id, pid, signo, error = %e, "kill failed");
@@ -262,7 +350,12 @@ impl Procs {
 
     /// Kills every process (the link to the master is gone).
     pub fn kill_all(&self) {
-        let t = self.lock();
+        let mut t = self.lock();
+        for f in t.forked.values() {
+            let _ = sys::kill(f.pid, libc::SIGKILL);
+        }
+        t.forked.clear();
+        t.forked_of.clear();
         for e in t.by_id.values() {
             if let Some(pid) = e.pid {
                 let _ = sys::kill(pid, libc::SIGKILL);

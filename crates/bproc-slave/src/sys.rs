@@ -102,7 +102,9 @@ pub fn spawn(plan: &ExecPlan) -> io::Result<Child> {
         // chdir, execve, write, _exit) on memory prepared above, and never
         // returns.
         None => cvt(unsafe { libc::fork() })?,
-        Some(want) => fork_with_pid(want)?,
+        // SAFETY: as for fork above; the child path never relies on libc
+        // state that a raw clone3 leaves stale (it makes raw system calls).
+        Some(want) => unsafe { libbproc::fork::fork_with_pid(want) }?,
     };
     if pid == 0 {
         // SAFETY: we are the child of fork; see above for why these calls are safe.
@@ -110,48 +112,6 @@ pub fn spawn(plan: &ExecPlan) -> io::Result<Child> {
     }
     drop((stdin_r, stdout_w, stderr_w, status_w));
     Ok(Child { pid, stdin: stdin_w, stdout: stdout_r, stderr: stderr_r, exec_status: status_r })
-}
-
-/// The argument block of clone3(2), as the kernel defines it (version 2,
-/// with `set_tid`; `cgroup` is left zero).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-/// fork(2) semantics, but the child gets PID `want` in our PID namespace.
-/// Fails with EEXIST when that PID is taken (and EPERM without
-/// CAP_SYS_ADMIN over the namespace).
-fn fork_with_pid(want: i32) -> io::Result<i32> {
-    let tid: [libc::pid_t; 1] = [want];
-    let args = CloneArgs {
-        exit_signal: libc::SIGCHLD as u64,
-        set_tid: tid.as_ptr() as u64,
-        set_tid_size: 1,
-        ..CloneArgs::default()
-    };
-    // SAFETY: without CLONE_VM, clone3 duplicates the process like fork: the
-    // child runs on a copy of this stack, and [`spawn`]'s child path only
-    // makes async-signal-safe calls before execve or _exit (it never uses
-    // libc state that a raw clone leaves stale, such as the cached thread id).
-    // `args` and `tid` outlive the call.
-    let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as i32)
-    }
 }
 
 /// The child side of [`spawn`]. Never returns.
@@ -293,6 +253,18 @@ pub fn raise_nofile_limit() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
+}
+
+/// Makes this PID namespace number new processes from `base` up, unless it
+/// already does (a reconnect must not rewind it). Only PID 1 of a namespace
+/// node does this: elsewhere the namespace is not the node's alone.
+pub fn number_pids_from(base: u32) -> io::Result<()> {
+    const LAST_PID: &str = "/proc/sys/kernel/ns_last_pid";
+    let last: u32 = std::fs::read_to_string(LAST_PID)?.trim().parse().unwrap_or(0);
+    if last + 1 >= base {
+        return Ok(());
+    }
+    std::fs::write(LAST_PID, (base - 1).to_string())
 }
 
 #[cfg(test)]

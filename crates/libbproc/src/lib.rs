@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod error;
+pub mod fork;
 pub mod ghost_spec;
 pub mod nodeset;
 pub mod wait_status;

@@ -24,7 +24,8 @@ fn demo_shows_four_nodes_and_output_from_each() {
     // SIGSTOP sent to it stopped the remote process.
     let pid =
         stdout.lines().find_map(|l| l.strip_prefix("pid ")).and_then(|l| l.split(' ').next()).expect("remote pid");
-    assert!(stdout.lines().any(|l| l.trim_start().starts_with(pid) && l.contains("exec sleep 60")), "{stdout}");
+    // After the remote exec, the ghost runs `sleep 60` too.
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with(pid) && l.ends_with(" sleep 60")), "{stdout}");
     assert!(stdout.lines().any(|l| l.contains(pid) && l.contains("stopped")), "{stdout}");
     assert!(!Command::new("ip")
         .args(["netns", "list"])

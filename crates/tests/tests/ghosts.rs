@@ -227,9 +227,8 @@ fn sigstop_and_sigkill_of_a_ghost_reach_the_remote_process() {
     let mut child = spawn_bpsh(&c, &["0", "sh", "-c", "echo $$; exec sleep 100"]);
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let pid: i32 = read_line(&mut out).trim().parse().expect("pid");
-    // The master still knows it by its first command line (the exec of
-    // sleep is not tracked yet).
-    let remote = tests::wait_remote(&c, 0, "sh");
+    // The master knows it by its command line after the exec.
+    let remote = tests::wait_remote(&c, 0, "sleep");
 
     // SIGSTOP cannot be caught by the ghost: the master's eBPF probe sees it.
     kill(pid, libc::SIGSTOP);
@@ -290,4 +289,169 @@ fn the_owning_user_signals_its_ghost_like_a_local_process() {
     let status = collect(&mut child, Duration::from_secs(20), "bpsh").status;
     assert_eq!(status.signal(), Some(libc::SIGKILL));
     wait_for("the remote process to be gone", Duration::from_secs(10), || proc_state(remote).is_none().then_some(()));
+}
+
+/// The command line `ps` shows for `pid`.
+fn ps_args(pid: i32) -> Option<String> {
+    let out = run(std::process::Command::new("ps").args(["-o", "args=", "-p", &pid.to_string()]));
+    out.status.success().then(|| text(&out.stdout).trim().to_string())
+}
+
+/// The master's processes whose parent is `pid`, from /proc.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut kids: Vec<i32> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|_| ppid_of(*p) == Some(pid)))
+        .collect();
+    kids.sort_unstable();
+    kids
+}
+
+fn ppid_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn when_the_remote_process_execs_its_ghost_does_too_and_stays_connected() {
+    let c = cluster(2);
+    let script = "echo $$; exec sh -c 'read line; echo \"got $line\"; exec sleep 100'";
+    let mut child = c
+        .command("bpsh")
+        .args(["0", "sh", "-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start bpsh");
+    let bpsh = child.id() as i32;
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let pid: i32 = read_line(&mut out).trim().parse().expect("the remote shell prints its PID");
+
+    // The first exec: the ghost shows the new shell, and its stdio still works.
+    wait_for("the ghost to re-exec as the inner shell", Duration::from_secs(10), || {
+        ps_args(pid).filter(|a| a.starts_with("sh -c read line")).map(|_| ())
+    });
+    use std::io::Write;
+    child.stdin.as_mut().expect("stdin").write_all(b"hello\n").expect("write stdin");
+    assert_eq!(read_line(&mut out), "got hello\n", "stdin and stdout survive the ghost's re-exec");
+
+    // The second exec: `ps -o args` shows sleep, under bpsh, and bpstat -p maps it to node 0.
+    wait_for("the ghost to re-exec as sleep", Duration::from_secs(10), || {
+        (ps_args(pid).as_deref() == Some("sleep 100")).then_some(())
+    });
+    assert_eq!(ppid(pid), bpsh, "still bpsh's child, with the same PID");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm").trim(), "sleep");
+    let procs = remote_processes(&c);
+    let p = procs.iter().find(|p| p["pid"].as_i64() == Some(pid.into())).expect("bpstat -p lists it");
+    assert_eq!(p["node"].as_u64(), Some(0));
+    assert_eq!(p["argv"], serde_json::json!(["sleep", "100"]));
+
+    // The re-exec'd ghost still acts for the remote process.
+    let remote = c.host_pid(0, pid).expect("the remote sleep, seen from here");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{remote}/comm")).expect("comm").trim(), "sleep");
+    kill(pid, libc::SIGTERM);
+    let status = collect(&mut child, Duration::from_secs(20), "bpsh").status;
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    wait_for("the remote sleep to be gone", Duration::from_secs(10), || proc_state(remote).is_none().then_some(()));
+    assert!(proc_state(pid).is_none(), "no ghost left");
+    assert!(remote_processes(&c).is_empty());
+}
+
+#[test]
+fn processes_forked_on_the_node_get_ghosts_under_their_parents_ghost() {
+    let c = cluster(2);
+    let mut probes =
+        ebpf_probes::Probes::load().unwrap_or_else(|e| panic!("load the eBPF probes (bash x.sh setup): {e}"));
+    let mut child = spawn_bpsh(&c, &["0", "sh", "-c", "echo $$; sleep 100 & sleep 100 & wait; echo done"]);
+    let bpsh = child.id() as i32;
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let shell: i32 = read_line(&mut out).trim().parse().expect("the remote shell prints its PID");
+    assert_eq!(ppid(shell), bpsh);
+
+    // Three ghosts: the shell's under bpsh, its two children's under it.
+    let kids = wait_for("two ghosts under the shell's ghost", Duration::from_secs(10), || {
+        let kids = children_of(shell);
+        (kids.len() == 2 && kids.iter().all(|k| ps_args(*k).as_deref() == Some("sleep 100"))).then_some(kids)
+    });
+    let procs = remote_processes(&c);
+    assert_eq!(procs.len(), 3, "{procs:#?}");
+    for ghost in [shell, kids[0], kids[1]] {
+        let p = procs.iter().find(|p| p["pid"].as_i64() == Some(ghost.into())).expect("bpstat -p lists each ghost");
+        assert_eq!(p["node"].as_u64(), Some(0));
+        // The node numbers its forks far from the master's PIDs, so the
+        // ghosts got the same PIDs (the common case).
+        assert_eq!(p["node_pid"].as_i64(), Some(ghost.into()), "{p}");
+    }
+    let remote: Vec<i32> = kids.iter().map(|k| c.host_pid(0, *k).expect("the remote child")).collect();
+    for r in &remote {
+        assert_eq!(std::fs::read_to_string(format!("/proc/{r}/comm")).expect("comm").trim(), "sleep");
+    }
+
+    // Killing a remote child on the node: its ghost exits with the same status.
+    for k in &kids {
+        probes.track(*k as u32).expect("watch the ghost's exit");
+    }
+    kill(remote[0], libc::SIGTERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "the ghost of the killed child did not exit");
+        match probes.next_event(left).expect("probe events") {
+            Some(ebpf_probes::Event::Exit { pid, wait_status, .. }) if pid == kids[0] as u32 => break wait_status,
+            _ => {}
+        }
+    };
+    assert_eq!(status, libc::SIGTERM, "the ghost died of SIGTERM, as its process did");
+    assert_eq!(proc_state(kids[1]).map(|s| s != 'Z'), Some(true), "the other ghost runs on");
+
+    // SIGKILL of the other ghost kills its process; the shell's wait returns and it exits.
+    kill(kids[1], libc::SIGKILL);
+    assert_eq!(read_line(&mut out), "done\n", "the shell's wait returned");
+    let done = collect(&mut child, Duration::from_secs(20), "bpsh");
+    assert!(done.status.success(), "{done:?}");
+    for pid in [shell, kids[0], kids[1]] {
+        wait_for("no ghost left", Duration::from_secs(10), || proc_state(pid).is_none().then_some(()));
+    }
+    for r in remote {
+        wait_for("no process left on the node", Duration::from_secs(10), || proc_state(r).is_none().then_some(()));
+    }
+    assert!(remote_processes(&c).is_empty());
+}
+
+#[test]
+fn a_forked_process_whose_pid_is_taken_here_gets_a_mapped_ghost() {
+    let c = cluster(1);
+    // A user's ghost without the capability cannot choose its children's
+    // PIDs: every forked process's ghost is then mapped.
+    let plain = c.state_dir().join("bpghost-plain");
+    std::fs::copy(c.bin("bpghost"), &plain).expect("copy bpghost");
+    let _ = std::process::Command::new("setcap").arg("-r").arg(&plain).output();
+    let mut child = std::process::Command::new("setpriv")
+        .env("BPROC_SOCKET", c.socket_path())
+        .args(["--reuid=4242", "--regid=4242", "--clear-groups"])
+        .arg(c.bin("bpsh"))
+        .args(["0", "sh", "-c", "sleep 100 & p=$!; echo $p; wait $p; echo \"done $?\""])
+        .env("BPROC_GHOST_BIN", &plain)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start bpsh");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let node_pid: i64 = read_line(&mut out).trim().parse().expect("the shell prints its child's PID");
+    let ghost = wait_for("the child's ghost", Duration::from_secs(10), || {
+        let p = remote_processes(&c).into_iter().find(|p| p["node_pid"].as_i64() == Some(node_pid))?;
+        p["pid"].as_i64().filter(|pid| *pid > 0 && ps_args(*pid as i32).as_deref() == Some("sleep 100"))
+    });
+    assert_ne!(ghost, node_pid, "mapped");
+    let table = text(&run(c.command("bpstat").arg("-p")).stdout);
+    let row = table.lines().find(|l| l.split_whitespace().next() == Some(&ghost.to_string())).expect("a row");
+    assert!(row.split_whitespace().any(|w| w == node_pid.to_string()), "bpstat -p shows both PIDs: {row}");
+    // The mapped ghost still acts for its process.
+    kill(ghost as i32, libc::SIGTERM);
+    assert_eq!(read_line(&mut out), "done 143\n", "the remote shell saw its child die of SIGTERM");
+    assert!(collect(&mut child, Duration::from_secs(20), "bpsh").status.success());
+    wait_for("no ghost left", Duration::from_secs(10), || proc_state(ghost as i32).is_none().then_some(()));
 }

@@ -1,8 +1,10 @@
-//! The ghost's loop: start the remote process with our own PID, relay its
-//! stdio, forward the signals we get, mirror its stops, and report how it
-//! ended.
+//! The ghost's loop: start the remote process with our own PID (or attach
+//! to one that exists), relay its stdio, forward the signals we get, mirror
+//! its stops, forks and execs, and report how it ended.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
 
 use bytes::Bytes;
 use libbproc::proto::v1::{self, exec_in, exec_out, proc_event::Kind};
@@ -16,8 +18,9 @@ use crate::spec::GhostSpec;
 
 /// A ghost's own failures (no master, unknown or down node, denied), as bpsh reports them.
 pub const FAIL: i32 = 255;
-/// Stdin bytes in flight before we wait for the node.
-const STDIN_WINDOW: u64 = 1 << 20;
+/// Stdin bytes in flight before we wait for the node (below the master's
+/// smallest window by the two chunks a re-exec may flush at once).
+const STDIN_WINDOW: u64 = (1 << 20) - 2 * STDIN_CHUNK as u64;
 const STDIN_CHUNK: usize = 128 * 1024;
 
 /// The catchable signals a ghost passes on to its remote process. SIGTSTP
@@ -61,28 +64,53 @@ impl Signals {
     }
 }
 
-/// Runs the remote process `argv` as the ghost of this process and returns
-/// how it ended.
-pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Ended {
+/// How a ghost's run ends.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The remote process ended so: end the same way.
+    Ended(Ended),
+    /// The remote process exec'd: exec ourselves with its new command line
+    /// ([`reexec`]) and attach again. `stdin_done`: our stdin was passed on
+    /// to its end (or never read), so the next ghost must not read it.
+    Reexec { id: u64, argv: Vec<Vec<u8>>, stdin_done: bool },
+}
+
+fn bytes_of(argv: &[OsString]) -> Vec<Vec<u8>> {
+    argv.iter().map(|a| a.as_bytes().to_vec()).collect()
+}
+
+/// Runs the remote process `argv` (or, with `spec.attach`, an existing one)
+/// as the ghost of this process and returns how it ended.
+pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Outcome {
     let mut sigs = match Signals::new() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("bpsh: cannot handle signals: {e}");
-            return Ended::Exited(FAIL);
+            return Outcome::Ended(Ended::Exited(FAIL));
         }
+    };
+    let Ok(mut children) = signal(SignalKind::child()) else {
+        eprintln!("bpsh: cannot handle SIGCHLD");
+        return Outcome::Ended(Ended::Exited(FAIL));
     };
     let client = match Client::connect().await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("bpsh: {e}");
-            return Ended::Exited(FAIL);
+            return Outcome::Ended(Ended::Exited(FAIL));
         }
     };
-    let mut start = client::start_here(spec.node, &argv, spec.stdin_null);
-    start.env = client::env_bytes(env);
-    start.pid = std::process::id() as i32;
+    let first = match spec.attach {
+        Some(id) => exec_in::Msg::Attach(v1::Attach { id }),
+        None => {
+            let mut start = client::start_here(spec.node, &argv, spec.stdin_null);
+            start.env = client::env_bytes(env.clone());
+            start.pid = std::process::id() as i32;
+            exec_in::Msg::Start(start)
+        }
+    };
     let (tx, rx) = mpsc::unbounded_channel();
-    let _ = tx.send(v1::ExecIn { msg: Some(exec_in::Msg::Start(start)) });
+    let _ = tx.send(v1::ExecIn { msg: Some(first) });
     let send = |msg| {
         let _ = tx.send(v1::ExecIn { msg: Some(msg) });
     };
@@ -96,19 +124,22 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
             } else {
                 eprintln!("bpsh: {node}: {msg}");
             }
-            return Ended::Exited(FAIL);
+            return Outcome::Ended(Ended::Exited(FAIL));
         }
     };
+    let mut my_id = spec.attach;
+    let mut reexec: Option<Vec<Vec<u8>>> = None;
+    let own_argv = bytes_of(&argv);
 
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Ack>();
     let mut writers = [Writer::new(1, ack_tx.clone()), Writer::new(2, ack_tx)];
     let mut lines: [LinePrefixer; 2] = Default::default();
     let prefix = format!("{}: ", spec.node).into_bytes();
     let (stdin_tx, mut stdin_rx) = mpsc::channel::<Option<Bytes>>(1);
-    let mut stdin_open = !spec.stdin_null;
-    if stdin_open {
-        read_stdin(stdin_tx);
-    }
+    let mut stdin_open = !spec.stdin_null && !spec.forked;
+    // Our stdin is passed on to its end (or is not ours to read).
+    let mut stdin_done = !stdin_open;
+    let mut reader = if stdin_open { read_stdin(stdin_tx) } else { None };
     let mut stdin_outstanding = 0u64;
     let argv0 = argv[0].to_string_lossy().into_owned();
 
@@ -119,11 +150,11 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
                     Ok(Some(m)) => m,
                     Ok(None) => {
                         eprintln!("bpsh: node {}: lost the master", spec.node);
-                        break Ended::Exited(FAIL);
+                        break Outcome::Ended(Ended::Exited(FAIL));
                     }
                     Err(s) => {
                         eprintln!("bpsh: node {}: lost the master: {}", spec.node, s.message());
-                        break Ended::Exited(FAIL);
+                        break Outcome::Ended(Ended::Exited(FAIL));
                     }
                 };
                 match msg.msg {
@@ -134,7 +165,40 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
                         writers[idx].write(bytes, ack);
                     }
                     Some(exec_out::Msg::StdinAck(ack)) => stdin_outstanding = stdin_outstanding.saturating_sub(ack.bytes),
+                    Some(exec_out::Msg::Detached(_)) => match (my_id, reexec.take()) {
+                        (Some(id), Some(argv)) => break Outcome::Reexec { id, argv, stdin_done },
+                        _ => {
+                            eprintln!("bpsh: node {}: the master let go of a ghost that did not ask", spec.node);
+                            break Outcome::Ended(Ended::Exited(FAIL));
+                        }
+                    },
                     Some(exec_out::Msg::Event(ev)) => match Kind::try_from(ev.kind) {
+                        Ok(Kind::Started) => my_id = Some(ev.id),
+                        Ok(Kind::Forked) => {
+                            let current = reexec.as_ref().unwrap_or(&own_argv);
+                            if let Err(e) = fork_ghost(spec.node, ev.id, ev.node_pid, current, &env) {
+                                eprintln!("bpsh: node {}: cannot make the ghost of pid {}: {e}", spec.node, ev.node_pid);
+                            }
+                        }
+                        // Become the new program: detach, let the master
+                        // drain what it sent, then exec ourselves.
+                        Ok(Kind::Execed) if ev.argv != *reexec.as_ref().unwrap_or(&own_argv) => {
+                            if reexec.is_none() {
+                                // Stdin read so far goes to the node first;
+                                // the next ghost reads the rest.
+                                if let Some(r) = reader.take() {
+                                    r.stop();
+                                    while let Ok(chunk) = stdin_rx.try_recv() {
+                                        let (data, eof) = chunk.map_or((Bytes::new(), true), |d| (d, false));
+                                        send(exec_in::Msg::Stdin(v1::StdioData { id: 0, stream: 0, data, eof }));
+                                        stdin_done |= eof;
+                                    }
+                                }
+                                stdin_open = false;
+                                send(exec_in::Msg::Detach(v1::Detach {}));
+                            }
+                            reexec = Some(ev.argv);
+                        }
                         Ok(Kind::ExecFailed) => {
                             let err = std::io::Error::from_raw_os_error(ev.errno);
                             let text = err.to_string();
@@ -153,7 +217,7 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
                             if ev.node_lost {
                                 eprintln!("bpsh: node {} went down; its process is lost", spec.node);
                             }
-                            break Ended::from_status(ev.wait_status);
+                            break Outcome::Ended(Ended::from_status(ev.wait_status));
                         }
                         _ => {}
                     },
@@ -173,16 +237,109 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
                 stdin_outstanding += data.len() as u64;
                 send(exec_in::Msg::Stdin(v1::StdioData { id: 0, stream: 0, data, eof }));
                 stdin_open = !eof;
+                stdin_done |= eof;
             }
             signo = sigs.next() => {
                 send(exec_in::Msg::Signal(v1::SignalRequest { id: 0, signo }));
             }
+            _ = children.recv() => reap_children(),
         }
     };
     for w in &mut writers {
         w.finish();
     }
+    if matches!(ended, Outcome::Reexec { .. }) {
+        // What we wrote is acknowledged before we go, so the node's credit
+        // is whole for the next ghost; then our side closes, and the master
+        // closes its side once it has read everything.
+        while let Ok(ack) = ack_rx.try_recv() {
+            send(exec_in::Msg::OutputAck(v1::StdioAck { id: 0, stream: ack.stream, bytes: ack.bytes }));
+        }
+        drop(tx);
+        while let Ok(Some(_)) = stream.message().await {}
+    }
     ended
+}
+
+/// Reaps the ghosts we forked for forked remote processes (their remote
+/// parent does its own waiting on the node).
+fn reap_children() {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with WNOHANG on any child writes only `status`.
+        if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } <= 0 {
+            return;
+        }
+    }
+}
+
+/// The environment of a ghost: `env` plus its spec.
+fn ghost_env(env: &[(OsString, OsString)], spec: &GhostSpec) -> Result<Vec<CString>, String> {
+    let mut out = Vec::with_capacity(env.len() + 1);
+    for (k, v) in env {
+        let mut entry = k.as_bytes().to_vec();
+        entry.push(b'=');
+        entry.extend_from_slice(v.as_bytes());
+        out.push(CString::new(entry).map_err(|_| "environment entry with a NUL byte".to_string())?);
+    }
+    out.push(CString::new(format!("{}={}", crate::spec::GHOST_ENV, spec.encode())).map_err(|e| e.to_string())?);
+    Ok(out)
+}
+
+fn cstrings(argv: &[Vec<u8>]) -> Result<Vec<CString>, String> {
+    argv.iter().map(|a| CString::new(a.clone()).map_err(|_| "argument with a NUL byte".to_string())).collect()
+}
+
+fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+}
+
+/// The program every ghost runs: ours, even if its file was replaced since.
+const SELF_EXE: &std::ffi::CStr = c"/proc/self/exe";
+
+/// Forks the ghost of process `id`, which a remote process forked on
+/// `node` as `node_pid`: a child of ours (as the remote one is of our remote
+/// process) that runs the ghost program with our command line and attaches
+/// to `id`. It gets PID `node_pid` when we may choose our children's PIDs
+/// (CAP_CHECKPOINT_RESTORE) and it is free; otherwise the master maps the two.
+fn fork_ghost(node: u32, id: u64, node_pid: i32, argv: &[Vec<u8>], env: &[(OsString, OsString)]) -> Result<(), String> {
+    let spec = GhostSpec { attach: Some(id), forked: true, ..GhostSpec::start(node, false, true) };
+    let args = cstrings(argv)?;
+    let envs = ghost_env(env, &spec)?;
+    let (argp, envp) = (pointers(&args), pointers(&envs));
+    // SAFETY: everything the child touches is allocated above; it only calls
+    // execve and _exit (raw system calls, async-signal-safe), as both fork
+    // and fork_with_pid require of a child in a threaded process.
+    let pid = unsafe {
+        let pid = match libbproc::fork::fork_with_pid(node_pid) {
+            Ok(pid) => pid,
+            Err(_) => libc::fork(),
+        };
+        if pid == 0 {
+            libc::execve(SELF_EXE.as_ptr(), argp.as_ptr(), envp.as_ptr());
+            libc::_exit(FAIL);
+        }
+        pid
+    };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    Ok(())
+}
+
+/// Replaces this process with a ghost of `id` running `argv` (the remote
+/// process exec'd it). Returns only on failure.
+pub fn reexec(spec: &GhostSpec, id: u64, argv: &[Vec<u8>], stdin_done: bool, env: &[(OsString, OsString)]) -> String {
+    let spec = GhostSpec { attach: Some(id), stdin_null: spec.stdin_null || stdin_done, ..spec.clone() };
+    let (args, envs) = match (cstrings(argv), ghost_env(env, &spec)) {
+        (Ok(a), Ok(e)) => (a, e),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let (argp, envp) = (pointers(&args), pointers(&envs));
+    // SAFETY: argp and envp are NULL-terminated arrays of pointers into
+    // CStrings that outlive the call.
+    unsafe { libc::execve(SELF_EXE.as_ptr(), argp.as_ptr(), envp.as_ptr()) };
+    std::io::Error::last_os_error().to_string()
 }
 
 /// Whether we are in the foreground process group of the terminal on fd 0.
@@ -191,25 +348,75 @@ fn in_foreground() -> bool {
     unsafe { libc::tcgetpgrp(0) == libc::getpgrp() }
 }
 
+/// The thread that reads our stdin; see [`read_stdin`].
+struct StdinReader {
+    /// Writing a byte here tells the thread to stop.
+    stop: std::fs::File,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl StdinReader {
+    /// Stops the thread and waits for it: after this, every byte it took
+    /// from fd 0 is in the channel, and it takes no more.
+    fn stop(self) {
+        use std::io::Write;
+        let mut stop = self.stop;
+        let _ = stop.write_all(b"x");
+        let _ = self.thread.join();
+    }
+}
+
+/// Waits until fd 0 or `stop` is readable; true for fd 0.
+fn wait_readable(stop: i32) -> bool {
+    let mut fds = [
+        libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: stop, events: libc::POLLIN, revents: 0 },
+    ];
+    loop {
+        // SAFETY: fds is a valid array of two pollfd for the whole call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n > 0 {
+            return fds[1].revents == 0;
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // Let the read report what is wrong.
+            return true;
+        }
+    }
+}
+
 /// Reads our stdin on a plain thread (a read of a terminal cannot be
-/// cancelled, and must not hold up our exit).
+/// cancelled, and must not hold up our exit). It reads only once poll says
+/// there is something, so it can be stopped between reads (a ghost about to
+/// re-exec must leave the rest of its stdin to the next one).
 ///
 /// On a terminal, a ghost in the background must neither steal the
 /// foreground's input nor stop on SIGTTIN before it has passed a SIGCONT on
 /// (`bg` would then leave the remote process stopped). So SIGTTIN is
 /// ignored, a background read fails with EIO, and we wait until our job is
 /// in the foreground again.
-fn read_stdin(tx: mpsc::Sender<Option<Bytes>>) {
+fn read_stdin(tx: mpsc::Sender<Option<Bytes>>) -> Option<StdinReader> {
     // SAFETY: isatty only inspects fd 0.
     let tty = unsafe { libc::isatty(0) } == 1;
     if tty {
         // SAFETY: ignoring a signal installs no handler code.
         unsafe { libc::signal(libc::SIGTTIN, libc::SIG_IGN) };
     }
-    std::thread::spawn(move || {
+    let mut pipe = [0; 2];
+    // SAFETY: pipe2 writes two new fds into the array.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        eprintln!("bpsh: cannot read stdin: {}", std::io::Error::last_os_error());
+        return None;
+    }
+    // SAFETY: both fds were just created and are owned by these files alone.
+    let (stop_r, stop_w) = unsafe { (std::fs::File::from_raw_fd(pipe[0]), std::fs::File::from_raw_fd(pipe[1])) };
+    let thread = std::thread::spawn(move || {
         use std::io::Read;
         let mut stdin = std::io::stdin().lock();
         loop {
+            if !wait_readable(stop_r.as_raw_fd()) {
+                return;
+            }
             let mut buf = vec![0u8; STDIN_CHUNK];
             match stdin.read(&mut buf) {
                 Err(e) if tty && e.raw_os_error() == Some(libc::EIO) && !in_foreground() => {
@@ -233,4 +440,5 @@ fn read_stdin(tx: mpsc::Sender<Option<Bytes>>) {
             }
         }
     });
+    Some(StdinReader { stop: stop_w, thread })
 }

@@ -72,6 +72,8 @@ pub enum EventError {
     UnknownConn { conn: ConnId },
     #[error("process {id} does not belong to this node's link")]
     NotOurs { id: ProcId },
+    #[error("forked process id {id:#x} is outside this link's range or taken")]
+    BadForkId { id: ProcId },
 }
 
 /// What the runtime does with a process event.
@@ -79,18 +81,52 @@ pub enum EventError {
 pub struct EventOutcome {
     /// The process is gone from the table.
     pub gone: bool,
-    /// Pass the event on to the process's client (its ghost).
-    pub tell_client: bool,
+    /// Pass the event on to the client (the ghost) of this process: the
+    /// process itself, or for a fork its parent, whose ghost forks the
+    /// child's.
+    pub tell: Option<ProcId>,
 }
 
 /// What a process event from a slave means.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcEventKind {
-    Started { node_pid: i32 },
+    Started {
+        node_pid: i32,
+    },
     ExecFailed,
     Stopped,
     Continued,
     Exited,
+    /// Process `parent` forked the event's process, `node_pid` on the node.
+    Forked {
+        parent: ProcId,
+        node_pid: i32,
+    },
+    /// The process exec'd this command line.
+    Execed {
+        argv: Vec<Vec<u8>>,
+    },
+}
+
+/// Where node `node` (of `nodes`) starts numbering the processes forked on
+/// it, so that a forked process's node PID is likely free on the master too
+/// (its ghost then gets the same PID): the upper half of the PID space is cut
+/// into one range per node, far from where the master's own processes are
+/// numbered. 0 (leave the node alone) when `pid_max` leaves no room.
+pub fn node_pid_base(node: u32, nodes: u32, pid_max: u32) -> u32 {
+    const ROOM: u32 = 1 << 20;
+    if pid_max < 2 * ROOM || nodes == 0 || node >= nodes {
+        return 0;
+    }
+    let half = pid_max / 2;
+    half + node * (half / nodes)
+}
+
+/// Ids of processes forked on the node behind `conn` start here (the slave
+/// names them, so that their events need no round trip); ids the master
+/// gives out for spawns stay below 2^63.
+pub fn fork_id_base(conn: ConnId) -> ProcId {
+    (1 << 63) | ((conn & 0x7fff_ffff) << 32)
 }
 
 pub struct Engine {
@@ -254,6 +290,7 @@ impl Engine {
                 argv: spec.argv.clone(),
                 state: ProcState::Starting,
                 ghost_stopped: false,
+                parent: None,
             },
         );
         Ok((id, vec![Effect::Spawn { conn, id, cred, spec }]))
@@ -272,7 +309,11 @@ impl Engine {
         if self.node_of_conn(conn).is_none() {
             return Err(EventError::UnknownConn { conn });
         }
+        if let ProcEventKind::Forked { parent, node_pid } = kind {
+            return self.forked(conn, id, parent, node_pid);
+        }
         self.check_owner(conn, id)?;
+        let tell = Some(id);
         let p = self.procs.get_mut(&id).ok_or(EventError::NotOurs { id })?;
         match kind {
             ProcEventKind::Started { node_pid } => {
@@ -283,16 +324,55 @@ impl Engine {
             ProcEventKind::Stopped => {
                 p.state = ProcState::Stopped;
                 if std::mem::take(&mut p.ghost_stopped) {
-                    return Ok(EventOutcome { gone: false, tell_client: false });
+                    return Ok(EventOutcome { gone: false, tell: None });
                 }
             }
             ProcEventKind::Continued => p.state = ProcState::Running,
             ProcEventKind::Exited => {
                 self.procs.remove(&id);
-                return Ok(EventOutcome { gone: true, tell_client: true });
+                return Ok(EventOutcome { gone: true, tell });
             }
+            ProcEventKind::Execed { argv } => {
+                // The first exec (of what was asked for) changes nothing the
+                // ghost shows.
+                if argv.is_empty() || p.argv == argv {
+                    return Ok(EventOutcome { gone: false, tell: None });
+                }
+                p.argv = argv;
+            }
+            ProcEventKind::Forked { .. } => unreachable!("handled above"),
         }
-        Ok(EventOutcome { gone: false, tell_client: true })
+        Ok(EventOutcome { gone: false, tell })
+    }
+
+    /// Process `parent` on the node behind `conn` forked process `id`: it
+    /// joins the table as a copy of its parent, with no ghost until the
+    /// parent's ghost has forked one.
+    fn forked(&mut self, conn: ConnId, id: ProcId, parent: ProcId, node_pid: i32) -> Result<EventOutcome, EventError> {
+        self.check_owner(conn, parent)?;
+        let base = fork_id_base(conn);
+        if !(base..base + (1 << 32)).contains(&id) || self.procs.contains_key(&id) || node_pid <= 0 {
+            return Err(EventError::BadForkId { id });
+        }
+        let p = &self.procs[&parent];
+        let child = Proc {
+            node_pid: Some(node_pid),
+            pid: None,
+            state: ProcState::Running,
+            ghost_stopped: false,
+            parent: Some(parent),
+            argv: p.argv.clone(),
+            ..p.clone()
+        };
+        self.procs.insert(id, child);
+        Ok(EventOutcome { gone: false, tell: Some(parent) })
+    }
+
+    /// Process `id` got its ghost, `pid` on the master.
+    pub fn ghost_attached(&mut self, id: ProcId, pid: i32) {
+        if let Some(p) = self.procs.get_mut(&id) {
+            p.pid = Some(pid);
+        }
     }
 
     /// Someone sent SIGKILL or SIGSTOP to the ghost with global PID `pid`
@@ -405,11 +485,54 @@ mod tests {
         let (id, _) = e.spawn(root(), spec(0)).unwrap();
         assert_eq!(e.proc_event(2, id, ProcEventKind::Exited), Err(EventError::NotOurs { id }));
         assert_eq!(e.proc_event(9, id, ProcEventKind::Exited), Err(EventError::UnknownConn { conn: 9 }));
-        let fwd = EventOutcome { gone: false, tell_client: true };
+        let fwd = EventOutcome { gone: false, tell: Some(id) };
         assert_eq!(e.proc_event(1, id, ProcEventKind::Started { node_pid: 5 }), Ok(fwd));
         assert_eq!(e.process(id).map(|p| p.node_pid), Some(Some(5)));
-        assert_eq!(e.proc_event(1, id, ProcEventKind::Exited), Ok(EventOutcome { gone: true, tell_client: true }));
+        assert_eq!(e.proc_event(1, id, ProcEventKind::Exited), Ok(EventOutcome { gone: true, tell: Some(id) }));
         assert!(e.process(id).is_none());
+    }
+
+    #[test]
+    fn node_pid_ranges_split_the_upper_half() {
+        assert_eq!(node_pid_base(0, 4, 32_768), 0, "no room below pid_max 2^21");
+        assert_eq!(node_pid_base(0, 4, 4_194_304), 2_097_152);
+        assert_eq!(node_pid_base(3, 4, 4_194_304), 2_097_152 + 3 * 524_288);
+        assert!(node_pid_base(15, 16, 4_194_304) < 4_194_304 - 131_000);
+        assert_eq!(node_pid_base(4, 4, 4_194_304), 0, "no such node");
+    }
+
+    #[test]
+    fn forks_and_execs_on_the_node_are_checked_and_tracked() {
+        let mut e = engine(2);
+        let t0 = Instant::now();
+        e.slave_attached(0, 1, "a".into(), "n0".into(), t0).unwrap();
+        e.slave_attached(1, 2, "b".into(), "n1".into(), t0).unwrap();
+        let (sh, _) = e.spawn(root(), SpawnSpec { pid: Some(500), ..spec(0) }).unwrap();
+        let child = fork_id_base(1);
+        let fork = |parent, node_pid| ProcEventKind::Forked { parent, node_pid };
+        // Outside the link's id range, a parent of another link, or a bad pid: refused.
+        assert_eq!(e.proc_event(1, 7, fork(sh, 600)), Err(EventError::BadForkId { id: 7 }));
+        assert_eq!(e.proc_event(1, fork_id_base(2), fork(sh, 600)), Err(EventError::BadForkId { id: fork_id_base(2) }));
+        assert_eq!(e.proc_event(2, fork_id_base(2), fork(sh, 600)), Err(EventError::NotOurs { id: sh }));
+        assert_eq!(e.proc_event(1, child, fork(sh, 0)), Err(EventError::BadForkId { id: child }));
+        // The parent's ghost hears of it; the child is a copy of its parent with no ghost yet.
+        assert_eq!(e.proc_event(1, child, fork(sh, 600)), Ok(EventOutcome { gone: false, tell: Some(sh) }));
+        assert_eq!(e.proc_event(1, child, fork(sh, 601)), Err(EventError::BadForkId { id: child }), "taken");
+        let p = e.process(child).unwrap();
+        assert_eq!((p.parent, p.node_pid, p.pid, p.node), (Some(sh), Some(600), None, 0));
+        assert_eq!(p.argv, vec![b"true".to_vec()]);
+        e.ghost_attached(child, 700);
+        assert_eq!(e.ghost_signaled(700, libc::SIGKILL), Some(Effect::Signal { conn: 1, id: child, signo: 9 }));
+        // An exec to the same command line is news to nobody; a new one is.
+        let same = ProcEventKind::Execed { argv: vec![b"true".to_vec()] };
+        assert_eq!(e.proc_event(1, child, same), Ok(EventOutcome { gone: false, tell: None }));
+        let sleep = vec![b"sleep".to_vec(), b"100".to_vec()];
+        let new = ProcEventKind::Execed { argv: sleep.clone() };
+        assert_eq!(e.proc_event(1, child, new), Ok(EventOutcome { gone: false, tell: Some(child) }));
+        assert_eq!(e.process(child).unwrap().argv, sleep);
+        // The node going down takes both.
+        let lost = e.slave_detached(1);
+        assert!(lost.contains(&Effect::ProcLost { id: sh }) && lost.contains(&Effect::ProcLost { id: child }));
     }
 
     #[test]
@@ -420,9 +543,9 @@ mod tests {
         assert_eq!(e.ghost_signaled(778, libc::SIGSTOP), None, "not a ghost of ours");
         assert_eq!(e.ghost_signaled(777, libc::SIGSTOP), Some(Effect::Signal { conn: 1, id, signo: libc::SIGSTOP }));
         // The ghost is stopped already: the node's report of the stop is not passed on...
-        assert_eq!(e.proc_event(1, id, ProcEventKind::Stopped), Ok(EventOutcome { gone: false, tell_client: false }));
+        assert_eq!(e.proc_event(1, id, ProcEventKind::Stopped), Ok(EventOutcome { gone: false, tell: None }));
         // ...but a later stop (say from SIGTSTP the ghost forwarded) is.
-        assert_eq!(e.proc_event(1, id, ProcEventKind::Stopped), Ok(EventOutcome { gone: false, tell_client: true }));
+        assert_eq!(e.proc_event(1, id, ProcEventKind::Stopped), Ok(EventOutcome { gone: false, tell: Some(id) }));
         assert_eq!(e.ghost_signaled(777, libc::SIGKILL), Some(Effect::Signal { conn: 1, id, signo: libc::SIGKILL }));
     }
 

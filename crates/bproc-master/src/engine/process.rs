@@ -46,4 +46,7 @@ pub struct Proc {
     /// Its ghost was stopped by SIGSTOP, which we passed on: the stop the
     /// node reports next is that one, and the ghost is already stopped.
     pub ghost_stopped: bool,
+    /// The process that forked it on the node (None for what a client asked
+    /// for).
+    pub parent: Option<super::ProcId>,
 }

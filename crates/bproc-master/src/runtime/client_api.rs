@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use proto::v1::{self, exec_in, master_msg};
+use proto::v1::{self, exec_in, exec_out, master_msg};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -42,8 +42,10 @@ impl v1::master_server::Master for MasterService {
         let cred = peer_cred(&req)?;
         let mut inbound = req.into_inner();
         let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("stream ended before start"))?;
-        let Some(exec_in::Msg::Start(start)) = first.msg else {
-            return Err(Status::invalid_argument("the first message of exec must be start"));
+        let start = match first.msg {
+            Some(exec_in::Msg::Start(start)) => start,
+            Some(exec_in::Msg::Attach(attach)) => return self.attach(cred, attach.id, inbound),
+            _ => return Err(Status::invalid_argument("the first message of exec must be start or attach")),
         };
         let spec = convert::spec_from_start(start)?;
         let ghost = spec.pid;
@@ -57,18 +59,16 @@ impl v1::master_server::Master for MasterService {
         let id = {
             let mut st = self.shared.lock();
             let (id, effects) = st.engine.spawn(cred.clone(), spec).map_err(convert::spawn_status)?;
-            st.clients.insert(id, ClientHandle { tx, stdin_outstanding: 0 });
+            st.clients.insert(id, ClientHandle::attached(tx, ghost, cred.uid));
             st.busy = true;
             st.apply(effects);
             id
         };
         tracing::debug!(id, uid = cred.uid, pid = cred.pid, "exec");
-        if let (Some(pid), Some(ghosts)) = (ghost, self.shared.ghosts.get()) {
-            if let Err(e) = ghosts.track(pid as u32) {
-                tracing::warn!(pid, error = %e, "cannot watch the ghost's signals");
-            }
+        if let Some(pid) = ghost {
+            self.watch_ghost(pid);
         }
-        tokio::spawn(read_client(self.shared.clone(), id, inbound));
+        tokio::spawn(read_client(self.shared.clone(), id, 1, inbound));
         Ok(Response::new(UnboundedReceiverStream::new(rx)))
     }
 
@@ -118,9 +118,63 @@ impl v1::master_server::Master for MasterService {
     }
 }
 
+impl MasterService {
+    /// The caller becomes the ghost of process `id` (see `Attach` in the
+    /// protocol); what was held for the process follows at once.
+    #[allow(clippy::result_large_err)]
+    fn attach(
+        &self,
+        cred: crate::engine::Cred,
+        id: ProcId,
+        inbound: Streaming<v1::ExecIn>,
+    ) -> Result<Response<<Self as v1::master_server::Master>::ExecStream>, Status> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let gen = {
+            let mut st = self.shared.lock();
+            let h = st
+                .clients
+                .get_mut(&id)
+                .ok_or_else(|| Status::not_found(format!("no process {id} waits for a ghost")))?;
+            h.may_attach(cred.pid, cred.uid).map_err(Status::permission_denied)?;
+            h.gen += 1;
+            h.ghost = Some(cred.pid);
+            h.waiting_since = None;
+            for msg in h.pending.drain(..) {
+                let _ = tx.send(Ok(msg));
+            }
+            let gen = h.gen;
+            if h.finished {
+                st.clients.remove(&id);
+            } else {
+                h.tx = Some(tx);
+            }
+            st.engine.ghost_attached(id, cred.pid);
+            gen
+        };
+        tracing::debug!(id, pid = cred.pid, "ghost attached");
+        self.watch_ghost(cred.pid);
+        tokio::spawn(read_client(self.shared.clone(), id, gen, inbound));
+        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+
+    /// The probes report signals to the ghost and its death.
+    fn watch_ghost(&self, pid: i32) {
+        if let Some(ghosts) = self.shared.ghosts.get() {
+            if let Err(e) = ghosts.track(pid as u32) {
+                tracing::warn!(pid, error = %e, "cannot watch the ghost's signals");
+            }
+        }
+    }
+}
+
 /// Relays what the client sends for process `id` until the client goes.
-async fn read_client(shared: Arc<Shared>, id: ProcId, mut inbound: Streaming<v1::ExecIn>) {
+/// `gen` tells this stream from a later one of the same process (after the
+/// ghost re-exec'd itself).
+async fn read_client(shared: Arc<Shared>, id: ProcId, gen: u64, mut inbound: Streaming<v1::ExecIn>) {
     let window = shared.cfg.stdio_window;
+    // After a detach: the answer stream stays open until the ghost has sent
+    // its last acknowledgements and closed its side.
+    let mut held = None;
     loop {
         let msg = match inbound.message().await {
             Ok(Some(m)) => m,
@@ -135,7 +189,7 @@ async fn read_client(shared: Arc<Shared>, id: ProcId, mut inbound: Streaming<v1:
             Some(exec_in::Msg::Stdin(mut data)) => {
                 data.id = id;
                 data.stream = v1::StdStream::Stdin as i32;
-                let over = match st.clients.get_mut(&id) {
+                let over = match st.clients.get_mut(&id).filter(|c| c.gen == gen) {
                     Some(c) => {
                         c.stdin_outstanding += data.data.len() as u64;
                         c.stdin_outstanding > window
@@ -143,8 +197,8 @@ async fn read_client(shared: Arc<Shared>, id: ProcId, mut inbound: Streaming<v1:
                     None => false,
                 };
                 if over {
-                    if let Some(c) = st.clients.get(&id) {
-                        let _ = c.tx.send(Err(Status::resource_exhausted("stdin sent beyond the credit window")));
+                    if let Some(tx) = st.clients.get(&id).and_then(|c| c.tx.as_ref()) {
+                        let _ = tx.send(Err(Status::resource_exhausted("stdin sent beyond the credit window")));
                     }
                     break;
                 }
@@ -160,16 +214,31 @@ async fn read_client(shared: Arc<Shared>, id: ProcId, mut inbound: Streaming<v1:
                 ack.id = id;
                 st.send_slave(conn, master_msg::Msg::OutputAck(ack));
             }
-            Some(exec_in::Msg::Start(_)) | None => {
-                if let Some(c) = st.clients.get(&id) {
-                    let _ = c.tx.send(Err(Status::invalid_argument("unexpected message after start")));
+            Some(exec_in::Msg::Detach(_)) => {
+                if let Some(h) = st.clients.get_mut(&id).filter(|h| h.gen == gen) {
+                    if let Some(tx) = h.tx.take() {
+                        let _ = tx.send(Ok(convert::exec_out(exec_out::Msg::Detached(v1::Detached {}))));
+                        held = Some(tx);
+                        h.waiting_since = Some(std::time::Instant::now());
+                    }
+                }
+            }
+            Some(exec_in::Msg::Start(_) | exec_in::Msg::Attach(_)) | None => {
+                if let Some(tx) = st.clients.get(&id).and_then(|c| c.tx.as_ref()) {
+                    let _ = tx.send(Err(Status::invalid_argument("unexpected message after start")));
                 }
                 break;
             }
         }
     }
+    drop(held);
     let mut st = shared.lock();
-    st.clients.remove(&id);
-    let effect = st.engine.client_gone(id);
-    st.apply(effect.into_iter().collect());
+    // The ghost is gone, unless it detached to re-exec (it attaches again)
+    // or a newer stream has taken over.
+    if st.clients.get(&id).is_some_and(|h| h.gen == gen && h.tx.is_some()) {
+        st.drop_client(id);
+    } else if !st.clients.contains_key(&id) {
+        let effect = st.engine.client_gone(id);
+        st.apply(effect.into_iter().collect());
+    }
 }

@@ -66,6 +66,13 @@ pub fn event_kind(ev: &v1::ProcEvent) -> Option<ProcEventKind> {
         Kind::Stopped => Some(ProcEventKind::Stopped),
         Kind::Continued => Some(ProcEventKind::Continued),
         Kind::Exited => Some(ProcEventKind::Exited),
+        Kind::Forked => Some(ProcEventKind::Forked { parent: ev.parent_id, node_pid: ev.node_pid }),
+        Kind::Execed => {
+            if ev.argv.len() > MAX_ARGS || ev.argv.iter().any(|a| a.contains(&0)) {
+                return None;
+            }
+            Some(ProcEventKind::Execed { argv: ev.argv.clone() })
+        }
     }
 }
 

@@ -1,6 +1,8 @@
-//! SIGKILL and SIGSTOP of ghosts. A ghost cannot catch them, so it cannot
-//! forward them: the eBPF probe on `signal_generate` reports them for the
-//! ghosts we track, and the master passes them on to the remote processes.
+//! SIGKILL and SIGSTOP of ghosts, and their deaths. A ghost cannot catch
+//! those signals, so it cannot forward them: the eBPF probe on
+//! `signal_generate` reports them for the ghosts we track, and the master
+//! passes them on to the remote processes. A ghost's exit matters when it
+//! had detached (to re-exec) or had yet to fork a child's ghost.
 
 use std::sync::Arc;
 
@@ -38,6 +40,7 @@ pub fn start(shared: Arc<Shared>) {
                         st.apply(effect.into_iter().collect());
                     }
                 }
+                Ok(Event::Exit { pid, .. }) => shared.lock().ghost_exited(pid as i32),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "eBPF event stream failed");

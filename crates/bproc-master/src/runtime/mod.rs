@@ -16,6 +16,7 @@ pub mod sys;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use proto::v1::{self, master_msg};
 use tokio::sync::mpsc::UnboundedSender;
@@ -34,10 +35,80 @@ struct SlaveHandle {
     reader: Option<AbortHandle>,
 }
 
+/// How long a process may wait for a ghost (a forked process whose parent's
+/// ghost has not forked one, a ghost re-exec'ing itself) before it is killed.
+/// The master's probes usually see the ghost die much sooner.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The client side of one process: its ghost's stream, or, while it has no
+/// ghost, what is held for the next one.
 struct ClientHandle {
-    tx: ClientTx,
+    /// `None` while no ghost is attached.
+    tx: Option<ClientTx>,
+    /// Held while no ghost is attached (bounded: output by the node's
+    /// credit window, events by what a process can do meanwhile).
+    pending: Vec<v1::ExecOut>,
+    /// The last message (EXITED) is among `pending`: the handle ends when
+    /// it is delivered.
+    finished: bool,
+    /// Counts attachments, so the end of an old stream is told apart.
+    gen: u64,
+    /// The ghost's PID once one has attached; a re-exec'd ghost must have it.
+    ghost: Option<i32>,
+    /// For a forked process with no ghost yet: the uid its ghost must run
+    /// as, and the PID of its parent's ghost (which forks it).
+    uid: u32,
+    parent_ghost: Option<i32>,
+    /// When it last lost (or never had) its ghost.
+    waiting_since: Option<Instant>,
     /// Stdin bytes sent to the node and not yet acknowledged by it.
     stdin_outstanding: u64,
+}
+
+impl ClientHandle {
+    fn attached(tx: ClientTx, ghost: Option<i32>, uid: u32) -> Self {
+        ClientHandle {
+            tx: Some(tx),
+            pending: Vec::new(),
+            finished: false,
+            gen: 1,
+            ghost,
+            uid,
+            parent_ghost: None,
+            waiting_since: None,
+            stdin_outstanding: 0,
+        }
+    }
+
+    /// A forked process's handle, waiting for the ghost its parent's ghost forks.
+    fn unattached(uid: u32, parent_ghost: Option<i32>, now: Instant) -> Self {
+        ClientHandle {
+            tx: None,
+            pending: Vec::new(),
+            finished: false,
+            gen: 0,
+            ghost: None,
+            uid,
+            parent_ghost,
+            waiting_since: Some(now),
+            stdin_outstanding: 0,
+        }
+    }
+
+    /// Whether the process `peer` (pid, uid as the kernel gave them) may
+    /// become this process's ghost.
+    fn may_attach(&self, pid: i32, uid: u32) -> Result<(), String> {
+        if self.tx.is_some() {
+            return Err("the process has a ghost already".into());
+        }
+        match self.ghost {
+            // A ghost that re-exec'd itself: the same process.
+            Some(ghost) if ghost == pid => Ok(()),
+            Some(ghost) => Err(format!("pid {pid} is not the process's ghost (pid {ghost})")),
+            None if uid == self.uid || uid == 0 => Ok(()),
+            None => Err(format!("uid {uid} may not be the ghost of a process of uid {}", self.uid)),
+        }
+    }
 }
 
 pub struct State {
@@ -55,6 +126,8 @@ pub struct RuntimeConfig {
     pub heartbeat_interval_ms: u32,
     pub link_timeout_ms: u32,
     pub stdio_window: u64,
+    /// The kernel's `pid_max`, which the nodes' PID ranges divide.
+    pub pid_max: u32,
 }
 
 pub struct Shared {
@@ -96,6 +169,64 @@ impl State {
         }
     }
 
+    /// Passes `msg` to process `id`'s ghost, or holds it until one attaches.
+    /// `last` (the process's EXITED) ends the handle once delivered.
+    fn tell(&mut self, id: ProcId, msg: v1::ExecOut, last: bool) {
+        let Some(h) = self.clients.get_mut(&id) else { return };
+        match &h.tx {
+            Some(tx) => {
+                let _ = tx.send(Ok(msg));
+                if last {
+                    self.clients.remove(&id);
+                }
+            }
+            None => {
+                h.pending.push(msg);
+                h.finished |= last;
+            }
+        }
+    }
+
+    /// The ghost with PID `pid` died (the master's probe saw it). A process
+    /// waiting for that ghost to come back (re-exec) or to fork its ghost
+    /// (a parent's) will not get one: it is killed.
+    fn ghost_exited(&mut self, pid: i32) {
+        let orphaned: Vec<ProcId> = self
+            .clients
+            .iter()
+            .filter(|(_, h)| {
+                h.tx.is_none() && (h.ghost == Some(pid) || (h.ghost.is_none() && h.parent_ghost == Some(pid)))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in orphaned {
+            tracing::debug!(id, ghost = pid, "the process's ghost is gone");
+            self.drop_client(id);
+        }
+    }
+
+    /// Kills processes that waited too long for a ghost.
+    fn sweep_unattached(&mut self, now: Instant) {
+        let stale: Vec<ProcId> = self
+            .clients
+            .iter()
+            .filter(|(_, h)| h.tx.is_none() && h.waiting_since.is_some_and(|t| now.duration_since(t) > ATTACH_TIMEOUT))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            tracing::warn!(id, "no ghost came for the process; killing it");
+            self.drop_client(id);
+        }
+    }
+
+    /// The process's ghost is gone for good: forget the handle and kill the
+    /// process so that nothing runs without an owner.
+    fn drop_client(&mut self, id: ProcId) {
+        self.clients.remove(&id);
+        let effect = self.engine.client_gone(id);
+        self.apply(effect.into_iter().collect());
+    }
+
     fn send_slave(&self, conn: ConnId, msg: master_msg::Msg) -> bool {
         self.slaves.get(&conn).is_some_and(|s| s.tx.send(Ok(convert::master_msg(msg))).is_ok())
     }
@@ -114,11 +245,7 @@ impl State {
                 Effect::Signal { conn, id, signo } => {
                     self.send_slave(conn, master_msg::Msg::Signal(v1::SignalRequest { id, signo }));
                 }
-                Effect::ProcLost { id } => {
-                    if let Some(client) = self.clients.remove(&id) {
-                        let _ = client.tx.send(Ok(convert::lost_event(id)));
-                    }
-                }
+                Effect::ProcLost { id } => self.tell(id, convert::lost_event(id), true),
                 Effect::DropSlave { conn, reason } => {
                     if let Some(slave) = self.slaves.remove(&conn) {
                         tracing::warn!(conn, %reason, "dropping slave link");

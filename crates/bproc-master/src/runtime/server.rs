@@ -138,6 +138,7 @@ async fn tick(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>)
         let mut st = shared.lock();
         let effects = st.engine.tick(Instant::now());
         st.apply(effects);
+        st.sweep_unattached(Instant::now());
         st.trim_when_idle();
     }
 }

@@ -9,8 +9,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
 use super::ratelimit::RateLimit;
-use super::{Shared, SlaveHandle};
-use crate::engine::ConnId;
+use super::{ClientHandle, Shared, SlaveHandle};
+use crate::engine::{fork_id_base, node_pid_base, ConnId, ProcEventKind};
 
 static BAD_SLAVE_MSG: RateLimit = RateLimit::new(5);
 
@@ -40,17 +40,19 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
         let hostname: String = reg.hostname.chars().take(64).collect();
 
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let welcome = v1::Welcome {
-            protocol_version: proto::PROTOCOL_VERSION,
-            heartbeat_interval_ms: self.shared.cfg.heartbeat_interval_ms,
-            link_timeout_ms: self.shared.cfg.link_timeout_ms,
-            stdio_window: self.shared.cfg.stdio_window,
-        };
-        let _ = tx.send(Ok(convert::master_msg(master_msg::Msg::Welcome(welcome))));
         let conn = {
             let mut st = self.shared.lock();
             let conn = st.next_conn;
             st.next_conn += 1;
+            let welcome = v1::Welcome {
+                protocol_version: proto::PROTOCOL_VERSION,
+                heartbeat_interval_ms: self.shared.cfg.heartbeat_interval_ms,
+                link_timeout_ms: self.shared.cfg.link_timeout_ms,
+                stdio_window: self.shared.cfg.stdio_window,
+                fork_id_base: fork_id_base(conn),
+                pid_base: node_pid_base(reg.node, st.engine.config().nodes, self.shared.cfg.pid_max),
+            };
+            let _ = tx.send(Ok(convert::master_msg(master_msg::Msg::Welcome(welcome))));
             let effects = st
                 .engine
                 .slave_attached(reg.node, conn, addr.clone(), hostname, Instant::now())
@@ -100,17 +102,22 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
             st.send_slave(conn, master_msg::Msg::Heartbeat(hb));
         }
         Some(slave_msg::Msg::Event(ev)) => {
-            let kind = convert::event_kind(&ev).ok_or("process event of unknown kind")?;
+            let kind = convert::event_kind(&ev).ok_or("process event of unknown kind, or with a bad command line")?;
+            let forked = matches!(kind, ProcEventKind::Forked { .. });
             let outcome = st.engine.proc_event(conn, ev.id, kind).map_err(|e| e.to_string())?;
             let id = ev.id;
-            let out = convert::exec_out(exec_out::Msg::Event(ev));
-            let tx = if outcome.gone {
-                st.clients.remove(&id).map(|c| c.tx)
-            } else {
-                st.clients.get(&id).map(|c| c.tx.clone())
-            };
-            if let Some(tx) = tx.filter(|_| outcome.tell_client) {
-                let _ = tx.send(Ok(out));
+            if forked {
+                // The child waits for the ghost its parent's ghost forks.
+                let (uid, parent_ghost) = match st.engine.process(id) {
+                    Some(p) => (p.uid, p.parent.and_then(|parent| st.engine.process(parent)).and_then(|p| p.pid)),
+                    None => (0, None),
+                };
+                st.clients.insert(id, ClientHandle::unattached(uid, parent_ghost, Instant::now()));
+            }
+            if let Some(target) = outcome.tell {
+                st.tell(target, convert::exec_out(exec_out::Msg::Event(ev)), outcome.gone && target == id);
+            } else if outcome.gone {
+                st.clients.remove(&id);
             }
         }
         Some(slave_msg::Msg::Output(data)) => {
@@ -118,23 +125,22 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
             if data.stream == v1::StdStream::Stdin as i32 {
                 return Err("output on the stdin stream".into());
             }
-            match st.clients.get(&data.id) {
-                Some(client) => {
-                    let _ = client.tx.send(Ok(convert::exec_out(exec_out::Msg::Output(data))));
-                }
+            if st.clients.contains_key(&data.id) {
+                let id = data.id;
+                st.tell(id, convert::exec_out(exec_out::Msg::Output(data)), false);
+            } else {
                 // Nobody reads it any more: grant the credit back so the
                 // node drains the process's output.
-                None => {
-                    let ack = v1::StdioAck { id: data.id, stream: data.stream, bytes: data.data.len() as u64 };
-                    st.send_slave(conn, master_msg::Msg::OutputAck(ack));
-                }
+                let ack = v1::StdioAck { id: data.id, stream: data.stream, bytes: data.data.len() as u64 };
+                st.send_slave(conn, master_msg::Msg::OutputAck(ack));
             }
         }
         Some(slave_msg::Msg::StdinAck(ack)) => {
             st.engine.check_owner(conn, ack.id).map_err(|e| e.to_string())?;
             if let Some(client) = st.clients.get_mut(&ack.id) {
                 client.stdin_outstanding = client.stdin_outstanding.saturating_sub(ack.bytes);
-                let _ = client.tx.send(Ok(convert::exec_out(exec_out::Msg::StdinAck(ack))));
+                let id = ack.id;
+                st.tell(id, convert::exec_out(exec_out::Msg::StdinAck(ack)), false);
             }
         }
         Some(slave_msg::Msg::Register(_)) => return Err("second register on one link".into()),

@@ -20,3 +20,8 @@ pub fn raise_nofile_limit() {
         }
     }
 }
+
+/// The kernel's `pid_max` (the default, 32768, if it cannot be read).
+pub fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(32_768)
+}

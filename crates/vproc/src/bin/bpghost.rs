@@ -19,6 +19,7 @@ fn main() {
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
+    keep_privilege_only_for_a_root_master();
     let spec = match std::env::var(GHOST_ENV).map_err(|e| e.to_string()).and_then(|s| GhostSpec::decode(&s)) {
         Ok(s) => s,
         Err(e) => {
@@ -38,9 +39,20 @@ fn main() {
             std::process::exit(ghost::FAIL)
         }
     };
-    let ended = if argv.is_empty() { Ended::Exited(ghost::FAIL) } else { rt.block_on(ghost::run(&spec, argv, env)) };
+    let outcome = if argv.is_empty() {
+        ghost::Outcome::Ended(Ended::Exited(ghost::FAIL))
+    } else {
+        rt.block_on(ghost::run(&spec, argv, env.clone()))
+    };
     drop(rt);
-    end_like(ended)
+    match outcome {
+        ghost::Outcome::Ended(ended) => end_like(ended),
+        ghost::Outcome::Reexec { id, argv, stdin_done } => {
+            let why = ghost::reexec(&spec, id, &argv, stdin_done, &env);
+            eprintln!("bpsh: cannot re-exec the ghost: {why}");
+            std::process::exit(ghost::FAIL)
+        }
+    }
 }
 
 /// Our comm (what `ps -o comm` shows) becomes the remote program's name.
@@ -50,5 +62,40 @@ fn set_comm(argv0: &[u8]) {
     if let Ok(c) = CString::new(name) {
         // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
         unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr(), 0, 0, 0) };
+    }
+}
+
+/// The ghost program may carry the file capability CAP_CHECKPOINT_RESTORE
+/// (`x.sh` sets it), only so that the ghost of a process forked on a node
+/// can get that process's node PID (clone3 `set_tid`), and only on the word
+/// of the master. A socket that root does not own is not the master's: then
+/// every capability is dropped before anything else happens.
+fn keep_privilege_only_for_a_root_master() {
+    use std::os::unix::fs::MetadataExt;
+    let root_master = std::fs::metadata(libbproc::client::socket_path()).is_ok_and(|m| m.uid() == 0);
+    if root_master {
+        return;
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let header = Header { version: VERSION_3, pid: 0 };
+    let none = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: capset reads a version-3 header and two data words, both
+    // valid for the call; clearing our own capabilities needs no privilege.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, none.as_ptr()) };
+    if r != 0 {
+        eprintln!("bpghost: cannot drop capabilities: {}", std::io::Error::last_os_error());
+        std::process::exit(ghost::FAIL);
     }
 }

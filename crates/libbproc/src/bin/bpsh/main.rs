@@ -164,7 +164,7 @@ fn run_group(ghost: &PathBuf, nodes: &[u32], opts: &Opts, null_stdin: bool, mask
     let mut pipes: Vec<ChildStdin> = Vec::new();
     let mut endings = Vec::new();
     for node in nodes {
-        let spec = GhostSpec { node: *node, prefix: opts.prefix, stdin_null: null_stdin }.encode();
+        let spec = GhostSpec::start(*node, opts.prefix, null_stdin).encode();
         let mut cmd = Command::new(ghost);
         cmd.arg0(&opts.argv[0]).args(&opts.argv[1..]).env(GHOST_ENV, spec);
         cmd.stdin(if broadcast {
