@@ -20,14 +20,23 @@ PACKAGES=(
   libcap2-bin                   # setcap: bpghost's CAP_CHECKPOINT_RESTORE
 )
 
+# CRIU (process migration) is built from the upstream source that Debian's unstable suite carries:
+# Debian 12's own criu 3.17 fails on current kernels. These are its build dependencies.
+CRIU_BUILD_PACKAGES=(
+  libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev libnl-3-dev
+  libnl-route-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev libnftables-dev uuid-dev
+  libaio-dev python3-protobuf
+)
+CRIU=/usr/local/sbin/criu
+
 # Nodes number the processes forked on them in ranges of the upper half of the PID space, so their
 # ghosts can mostly have the same PIDs on the master; that needs room (the kernel's maximum).
 PID_MAX=4194304
 
-setup() {
-  [ "$(id -u)" = 0 ] || die "run as root (the harness makes namespaces, veths and bridges)"
+# Installs the Debian packages named in the arguments that are not installed yet.
+install_packages() {
   local missing=()
-  for p in "${PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   if [ "${#missing[@]}" -gt 0 ]; then
@@ -38,8 +47,13 @@ setup() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    [ -n "$made_policy" ] && rm -f "$policy"
+    if [ -n "$made_policy" ]; then rm -f "$policy"; fi
   fi
+}
+
+setup() {
+  [ "$(id -u)" = 0 ] || die "run as root (the harness makes namespaces, veths and bridges)"
+  install_packages "${PACKAGES[@]}"
   if ! command -v cargo >/dev/null 2>&1; then
     [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
   fi
@@ -50,6 +64,7 @@ setup() {
     rustup toolchain install stable --profile minimal >/dev/null
   fi
   setup_ebpf
+  setup_criu
   if [ "$(cat /proc/sys/kernel/pid_max)" -lt "$PID_MAX" ]; then
     say "raising kernel.pid_max to $PID_MAX (room for per-node PID ranges)"
     sysctl -q -w kernel.pid_max="$PID_MAX"
@@ -69,6 +84,36 @@ setup_ebpf() {
     LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --version '~0.13' \
       --no-default-features --features llvm-22
   fi
+}
+
+# CRIU 4.x into $CRIU, from the orig tarball of Debian unstable's source package (fetched through a
+# private apt configuration whose mirror is the one this machine already uses). Skipped when a 4.x
+# is there.
+setup_criu() {
+  if "$CRIU" --version 2>/dev/null | grep -q '^Version: 4\.'; then return; fi
+  install_packages "${CRIU_BUILD_PACKAGES[@]}"
+  say "building CRIU 4.x from Debian unstable's source (a minute or two)"
+  local work uri; work=$(mktemp -d)
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" RETURN
+  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  [ -n "$uri" ] || uri=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  [ -n "$uri" ] || die "cannot find this machine's Debian mirror in /etc/apt"
+  mkdir -p "$work/parts" "$work/lists/partial" "$work/src"
+  printf 'Types: deb-src\nURIs: %s\nSuites: sid\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$uri" >"$work/parts/sid-src.sources"
+  local apt=(apt-get -qq -o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$work/parts"
+    -o "Dir::State::Lists=$work/lists")
+  "${apt[@]}" update
+  # The .debian.tar.xz may be missing from the mirror; only the upstream tarball is needed.
+  (cd "$work/src" && "${apt[@]}" source --download-only criu) >"$work/fetch.log" 2>&1 || true
+  local tarball; tarball=$(ls "$work"/src/criu_*.orig.tar.* 2>/dev/null | head -1)
+  [ -n "$tarball" ] || { cat "$work/fetch.log"; die "could not download CRIU's source from Debian unstable"; }
+  tar -xf "$tarball" -C "$work/src"
+  local dir; dir=$(find "$work/src" -maxdepth 1 -type d -name 'criu-*' | head -1)
+  make -C "$dir" -j"$(nproc)" criu >"$work/build.log" 2>&1 || { tail -30 "$work/build.log"; die "building CRIU failed"; }
+  install -m 0755 "$dir/criu/criu" "$CRIU"
+  "$CRIU" --version | head -1
 }
 
 build() {
