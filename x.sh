@@ -25,7 +25,7 @@ PACKAGES=(
 CRIU_BUILD_PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev libnl-3-dev
   libnl-route-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev libnftables-dev uuid-dev
-  libaio-dev python3-protobuf
+  libaio-dev python3-protobuf iptables   # iptables: CRIU locks the network with iptables-restore
 )
 CRIU=/usr/local/sbin/criu
 
@@ -119,8 +119,22 @@ setup_criu() {
 build() {
   say "building (release)"
   cargo build --release --workspace --bins --locked
+  cargo build --release -p libbproc-c --locked
   # The ghost of a process forked on a node asks the kernel for that process's PID (clone3 set_tid).
   setcap cap_checkpoint_restore+ep target/release/bpghost
+  install_c_api
+}
+
+# What C programs need: `cc prog.c -lbproc` finds sys/bproc.h and libbproc.so, and an rfork'd
+# process finds the ghost program it becomes on the front end.
+install_c_api() {
+  install -d /usr/local/include/sys /usr/local/lib /usr/local/bin
+  install -m 0644 crates/libbproc-c/include/sys/bproc.h crates/libbproc-c/include/sys/bproc_common.h \
+    /usr/local/include/sys/
+  install -m 0755 target/release/libbproc.so /usr/local/lib/libbproc.so
+  install -m 0755 target/release/bpghost /usr/local/bin/bpghost
+  setcap cap_checkpoint_restore+ep /usr/local/bin/bpghost
+  ldconfig
 }
 
 demo() {

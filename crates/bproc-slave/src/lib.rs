@@ -16,4 +16,5 @@ pub mod credit;
 pub mod link;
 pub mod procs;
 pub mod reaper;
+pub mod restore;
 pub mod sys;

@@ -107,6 +107,7 @@ pub async fn run_link(
                     Some(master_msg::Msg::Input(data)) => procs.stdin(data),
                     Some(master_msg::Msg::OutputAck(ack)) => procs.output_ack(&ack),
                     Some(master_msg::Msg::Signal(sig)) => procs.signal(sig.id, sig.signo),
+                    Some(master_msg::Msg::Restore(req)) => procs.restore(req, &out, client.clone()),
                     Some(master_msg::Msg::Heartbeat(_)) => {}
                     Some(master_msg::Msg::Welcome(_)) | None => {
                         tracing::warn!("unexpected message from the master");

@@ -52,6 +52,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sys::sethostname(name).map_err(|e| anyhow::anyhow!("cannot set hostname {name}: {e}"))?;
     }
     sys::raise_nofile_limit();
+    if let Err(e) = sys::publish_node_number(args.node) {
+        tracing::warn!(error = %e, "cannot publish the node number: bproc_currnode() will not know this node");
+    }
     if std::process::id() != 1 {
         sys::become_subreaper().map_err(|e| anyhow::anyhow!("cannot become a subreaper: {e}"))?;
     }

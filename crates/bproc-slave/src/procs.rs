@@ -13,7 +13,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, oneshot};
 
+use proto::v1::slave_link_client::SlaveLinkClient;
+use tonic::transport::Channel;
+
 use crate::credit::Credit;
+use crate::restore;
 use crate::sys::{self, ExecPlan, WaitEvent};
 
 /// Largest chunk read from a process's output at once.
@@ -76,6 +80,10 @@ impl Table {
 #[derive(Clone)]
 pub struct Procs {
     table: Arc<Mutex<Table>>,
+    /// Held around every fork of ours: while CRIU restores a process, fds
+    /// it must inherit are open without close-on-exec, and no spawned
+    /// process may inherit them too.
+    fork_lock: Arc<Mutex<()>>,
     /// Output credit per stream, as the master's welcome set it.
     window: Arc<AtomicUsize>,
 }
@@ -131,7 +139,7 @@ pub fn plan(req: &v1::SpawnRequest) -> Result<ExecPlan, String> {
 
 impl Procs {
     pub fn new(window: usize) -> Self {
-        Procs { table: Arc::default(), window: Arc::new(AtomicUsize::new(window)) }
+        Procs { table: Arc::default(), fork_lock: Arc::default(), window: Arc::new(AtomicUsize::new(window)) }
     }
 
     /// Sets the output credit of processes started from now on.
@@ -225,6 +233,7 @@ impl Procs {
         // child's exit before the child is in the table.
         let child = {
             let mut t = self.lock();
+            let _forking = self.fork_lock.lock().unwrap_or_else(|p| p.into_inner());
             let mut spawned = sys::spawn(&plan);
             if plan.pid.is_some() && spawned.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST)) {
                 // The global PID is taken on this node: run under another
@@ -257,9 +266,27 @@ impl Procs {
         };
         let pid = child.pid;
         tracing::debug!(id, pid, "spawned");
-        event(out, id, Kind::Started, |e| e.node_pid = pid);
+        self.watch(id, pid, child.stdin, child.stdout, child.stderr, Some(child.exec_status), exit_rx, credits, out);
+    }
 
-        if let Some(fd) = child.stdin {
+    /// Relays process `id`'s stdio (its credits are already in its table
+    /// entry) and reports it STARTED, then EXITED once its output has ended
+    /// and the reaper has its status.
+    #[allow(clippy::too_many_arguments)]
+    fn watch(
+        &self,
+        id: u64,
+        pid: i32,
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        exec_status: Option<OwnedFd>,
+        exit_rx: oneshot::Receiver<i32>,
+        credits: [Credit; 2],
+        out: &Outbox,
+    ) {
+        event(out, id, Kind::Started, |e| e.node_pid = pid);
+        if let Some(fd) = stdin {
             let (tx, rx) = mpsc::unbounded_channel();
             if let Some(e) = self.lock().by_id.get_mut(&id) {
                 e.stdin = Some(tx);
@@ -267,13 +294,15 @@ impl Procs {
             tokio::spawn(relay_stdin(id, fd, rx, out.clone()));
         }
         let [c_out, c_err] = credits;
-        let stdout = tokio::spawn(relay_output(id, v1::StdStream::Stdout, child.stdout, c_out, out.clone()));
-        let stderr = tokio::spawn(relay_output(id, v1::StdStream::Stderr, child.stderr, c_err, out.clone()));
+        let stdout = tokio::spawn(relay_output(id, v1::StdStream::Stdout, stdout, c_out, out.clone()));
+        let stderr = tokio::spawn(relay_output(id, v1::StdStream::Stderr, stderr, c_err, out.clone()));
         let out = out.clone();
         let procs = self.clone();
         tokio::spawn(async move {
-            if let Some(errno) = read_exec_status(child.exec_status).await {
-                event(&out, id, Kind::ExecFailed, |e| e.errno = errno);
+            if let Some(fd) = exec_status {
+                if let Some(errno) = read_exec_status(fd).await {
+                    event(&out, id, Kind::ExecFailed, |e| e.errno = errno);
+                }
             }
             let _ = stdout.await;
             let _ = stderr.await;
@@ -289,6 +318,70 @@ impl Procs {
             }
             event(&out, id, Kind::Exited, |e| e.wait_status = status);
         });
+    }
+
+    /// Restores process `req.id` from the checkpoint image the master names
+    /// (rfork): fetch it, restore it with CRIU under its global PID, then
+    /// relay and report it like a spawned one.
+    pub fn restore(&self, req: v1::RestoreRequest, out: &Outbox, client: SlaveLinkClient<Channel>) {
+        let procs = self.clone();
+        let out = out.clone();
+        tokio::spawn(async move {
+            let id = req.id;
+            if let Err(why) = procs.restore_one(req, &out, client).await {
+                tracing::warn!(id, %why, "restore failed");
+                event(&out, id, Kind::ExecFailed, |e| e.errno = libc::EIO);
+                event(&out, id, Kind::Exited, |e| e.wait_status = libc::SIGKILL);
+            }
+        });
+    }
+
+    async fn restore_one(
+        &self,
+        req: v1::RestoreRequest,
+        out: &Outbox,
+        client: SlaveLinkClient<Channel>,
+    ) -> Result<(), String> {
+        let (id, pid) = (req.id, req.pid);
+        let dir = restore::ImageDir::new()?;
+        let bytes = restore::fetch(client, &req.image, dir.path()).await?;
+        tracing::debug!(id, pid, bytes, "image fetched");
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let window = self.window();
+        let credits = [Credit::new(window), Credit::new(window)];
+        // In the table first: the restored process may end before CRIU returns.
+        {
+            let mut t = self.lock();
+            if t.id_of.contains_key(&pid) || t.by_id.contains_key(&id) {
+                return Err(format!("pid {pid} or process {id} is known here already"));
+            }
+            let entry =
+                Entry { pid: Some(pid), stdin: None, credits: credits.clone(), exit: Some(exit_tx), out: out.clone() };
+            t.by_id.insert(id, entry);
+            t.id_of.insert(pid, id);
+        }
+        let restored = {
+            let (procs, req, path) = (self.clone(), req.clone(), dir.path().to_path_buf());
+            tokio::task::spawn_blocking(move || {
+                let _forking = procs.fork_lock.lock().unwrap_or_else(|p| p.into_inner());
+                restore::restore(&req, &path)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+        };
+        let stdio = match restored {
+            Ok(stdio) => stdio,
+            Err(why) => {
+                let mut t = self.lock();
+                t.by_id.remove(&id);
+                t.id_of.remove(&pid);
+                return Err(why);
+            }
+        };
+        tracing::debug!(id, pid, "restored");
+        self.watch(id, pid, stdio.stdin, stdio.stdout, stdio.stderr, None, exit_rx, credits, out);
+        Ok(())
     }
 
     /// Passes stdin from the master to process `id`.

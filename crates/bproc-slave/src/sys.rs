@@ -267,6 +267,29 @@ pub fn number_pids_from(base: u32) -> io::Result<()> {
     std::fs::write(LAST_PID, (base - 1).to_string())
 }
 
+/// Where processes on a node learn which node they are on
+/// (`bproc_currnode`): a file that only the node's mount namespace shows.
+pub const NODE_FILE_DIR: &str = "/run/bproc/node";
+
+/// Writes this node's number into [`NODE_FILE_DIR`]`/number`. A slave that
+/// is PID 1 of a namespace node shares the host's /run, so it first mounts a
+/// small tmpfs there in its own mount namespace.
+pub fn publish_node_number(node: u32) -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    std::fs::create_dir_all(NODE_FILE_DIR)?;
+    if std::process::id() == 1 {
+        mount(
+            Some("bproc-node"),
+            NODE_FILE_DIR,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("size=64k,mode=0755"),
+        )
+        .map_err(io::Error::from)?;
+    }
+    std::fs::write(format!("{NODE_FILE_DIR}/number"), format!("{node}\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

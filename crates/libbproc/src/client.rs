@@ -138,6 +138,13 @@ impl Client {
             .collect())
     }
 
+    /// Asks the master to move the caller's child `pid` to `node` (see
+    /// [`crate::migrate::rfork`]); returns the process's id.
+    pub async fn rfork(&self, node: i32, pid: i32, marker_fd: i32) -> Result<u64, BprocError> {
+        let req = v1::RforkRequest { node, pid, marker_fd };
+        Ok(self.inner.clone().rfork(req).await?.into_inner().id)
+    }
+
     /// Opens an exec stream: the caller feeds `input` (whose first message
     /// must be a start) and reads the process's events and output.
     pub async fn exec(

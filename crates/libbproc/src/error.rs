@@ -20,6 +20,43 @@ pub enum BprocError {
     Refused(String),
     #[error("bad node list {spec:?}: {why}")]
     BadNodeList { spec: String, why: String },
+    #[error("moving the process failed: {0}")]
+    Migration(String),
+    #[error("{0}")]
+    System(String),
+    #[error("not supported: {0}")]
+    Unsupported(String),
+}
+
+/// BProc's own errno values (its `BE_*` codes), for the C API.
+pub mod errno {
+    /// No such node.
+    pub const BE_INVALIDNODE: i32 = 300;
+    /// The node is down.
+    pub const BE_NODEDOWN: i32 = 301;
+    /// Moving to the node the process is on.
+    pub const BE_SAMENODE: i32 = 302;
+    /// The node failed during the operation.
+    pub const BE_SLAVEDIED: i32 = 303;
+    /// No such process.
+    pub const BE_INVALIDPROC: i32 = 304;
+}
+
+impl BprocError {
+    /// The errno a C caller sees for this error (BProc's codes where BProc
+    /// has one).
+    pub fn errno(&self) -> i32 {
+        match self {
+            BprocError::NoSuchNode(_) => errno::BE_INVALIDNODE,
+            BprocError::NodeDown(_) => errno::BE_NODEDOWN,
+            BprocError::PermissionDenied(_) => libc::EPERM,
+            BprocError::Migration(_) => errno::BE_SLAVEDIED,
+            BprocError::Unreachable { .. } => libc::ECONNREFUSED,
+            BprocError::Unsupported(_) => libc::ENOSYS,
+            BprocError::BadNodeList { .. } | BprocError::Refused(_) => libc::EINVAL,
+            BprocError::Transport(_) | BprocError::System(_) => libc::EIO,
+        }
+    }
 }
 
 impl From<tonic::Status> for BprocError {
@@ -29,6 +66,7 @@ impl From<tonic::Status> for BprocError {
             tonic::Code::NotFound => BprocError::NoSuchNode(msg),
             tonic::Code::Unavailable if msg.contains("node") => BprocError::NodeDown(msg),
             tonic::Code::PermissionDenied => BprocError::PermissionDenied(msg),
+            tonic::Code::Aborted => BprocError::Migration(msg),
             tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Cancelled => {
                 BprocError::Transport(msg)
             }

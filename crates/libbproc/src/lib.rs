@@ -15,6 +15,7 @@ pub mod client;
 pub mod error;
 pub mod fork;
 pub mod ghost_spec;
+pub mod migrate;
 pub mod nodeset;
 pub mod wait_status;
 

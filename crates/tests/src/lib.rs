@@ -24,9 +24,25 @@ pub const NODE_TIMEOUT_MS: u64 = 1500;
 
 /// Brings up a fresh cluster of `nodes` nodes for one test.
 pub fn cluster(nodes: u32) -> Cluster {
+    cluster_with_config(nodes, None)
+}
+
+/// A test cluster whose master reads the TOML `config` (node permissions).
+pub fn cluster_with_config(nodes: u32, config: Option<&str>) -> Cluster {
     let mut spec = ClusterSpec::new(vm_harness::unique_name("t"), nodes);
     spec.node_timeout_ms = NODE_TIMEOUT_MS;
-    match Cluster::up(spec) {
+    if let Some(text) = config {
+        let path = std::env::temp_dir().join(format!("{}.toml", spec.name));
+        std::fs::write(&path, text).expect("write the master's configuration");
+        spec.master_config = Some(path);
+    }
+    let config_file = spec.master_config.clone();
+    let up = Cluster::up(spec);
+    // The master has read it (a test that restarts the master passes none).
+    if let Some(path) = config_file {
+        let _ = std::fs::remove_file(path);
+    }
+    match up {
         Ok(c) => c,
         Err(e) => panic!(
             "cannot bring up a test cluster (run as root, with iproute2 and util-linux installed, \

@@ -51,6 +51,8 @@ pub struct ClusterSpec {
     pub up_timeout: Duration,
     /// How long daemons get to exit after SIGTERM before SIGKILL, at teardown.
     pub stop_grace: Duration,
+    /// A configuration file for `bpmaster --config` (node permissions, say).
+    pub master_config: Option<PathBuf>,
 }
 
 impl ClusterSpec {
@@ -71,6 +73,7 @@ impl ClusterSpec {
             bin_dir: None,
             up_timeout: Self::DEFAULT_UP_TIMEOUT,
             stop_grace: Self::DEFAULT_STOP_GRACE,
+            master_config: None,
         }
     }
 }
@@ -155,6 +158,7 @@ impl Cluster {
             nodes: spec.nodes,
             node_timeout_ms: spec.node_timeout_ms,
             bin_dir,
+            master_config: spec.master_config.clone(),
             hub_netns: names::hub_netns(&spec.name),
             node_netns: (0..spec.nodes).map(|n| names::node_netns(&spec.name, n)).collect(),
             master: None,

@@ -21,6 +21,9 @@ pub(crate) struct ClusterState {
     pub(crate) nodes: u32,
     pub(crate) node_timeout_ms: u64,
     pub(crate) bin_dir: PathBuf,
+    /// Passed to `bpmaster --config` when set.
+    #[serde(default)]
+    pub(crate) master_config: Option<PathBuf>,
     pub(crate) hub_netns: String,
     pub(crate) node_netns: Vec<String>,
     /// The `bpmaster` process, once started.
@@ -68,6 +71,7 @@ mod tests {
             nodes: 2,
             node_timeout_ms: 3000,
             bin_dir: PathBuf::from("/target/release"),
+            master_config: None,
             hub_netns: "bp-t1-hub".to_owned(),
             node_netns: vec!["bp-t1-0".to_owned(), "bp-t1-1".to_owned()],
             master: Some(ProcRef { pid: 100, start_time: 7 }),

@@ -127,6 +127,11 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
             return Outcome::Ended(Ended::Exited(FAIL));
         }
     };
+    if spec.attach.is_some() && !spec.forked && spec.stdin_null {
+        // The ghost of an rforked process reads no stdin (its parent keeps
+        // its own): the process on the node reads EOF.
+        send(exec_in::Msg::Stdin(v1::StdioData { id: 0, stream: 0, data: Bytes::new(), eof: true }));
+    }
     let mut my_id = spec.attach;
     let mut reexec: Option<Vec<Vec<u8>>> = None;
     let own_argv = bytes_of(&argv);

@@ -260,6 +260,25 @@ impl Engine {
     /// A client asks for a process. Checks the node and the caller's right
     /// to use it, then hands the request to the node's slave.
     pub fn spawn(&mut self, cred: Cred, spec: SpawnSpec) -> Result<(ProcId, Vec<Effect>), SpawnError> {
+        let (id, conn) = self.admit(&cred, &spec)?;
+        Ok((id, vec![Effect::Spawn { conn, id, cred, spec }]))
+    }
+
+    /// A client moves a process of its own to a node (rfork): the same
+    /// checks as [`Engine::spawn`], and the process joins the table, but the
+    /// runtime brings it there (checkpoint and restore) instead of a spawn.
+    pub fn migrate(&mut self, cred: &Cred, spec: &SpawnSpec) -> Result<(ProcId, ConnId), SpawnError> {
+        self.admit(cred, spec)
+    }
+
+    /// A process that never made it to its node (its checkpoint failed) is
+    /// forgotten.
+    pub fn forget(&mut self, id: ProcId) {
+        self.procs.remove(&id);
+    }
+
+    /// Checks that `cred` may run `spec` and enters it in the table.
+    fn admit(&mut self, cred: &Cred, spec: &SpawnSpec) -> Result<(ProcId, ConnId), SpawnError> {
         if spec.argv.is_empty() {
             return Err(SpawnError::EmptyArgv);
         }
@@ -273,7 +292,7 @@ impl Engine {
             (Some(l), NodeState::Up) => l.conn,
             (_, state) => return Err(SpawnError::NodeNotUp { node, state }),
         };
-        if !n.perms.may_execute(&cred) {
+        if !n.perms.may_execute(cred) {
             return Err(SpawnError::PermissionDenied { node, uid: cred.uid });
         }
         let id = self.next_id;
@@ -293,7 +312,7 @@ impl Engine {
                 parent: None,
             },
         );
-        Ok((id, vec![Effect::Spawn { conn, id, cred, spec }]))
+        Ok((id, conn))
     }
 
     /// Checks that process `id` lives behind `conn` (for routing its stdio).

@@ -7,9 +7,10 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
+use super::migrate;
 use super::peer::peer_cred;
 use super::{ClientHandle, Shared};
-use crate::engine::ProcId;
+use crate::engine::{ConnId, ProcId, SpawnSpec};
 
 pub struct MasterService {
     pub shared: Arc<Shared>,
@@ -70,6 +71,49 @@ impl v1::master_server::Master for MasterService {
         }
         tokio::spawn(read_client(self.shared.clone(), id, 1, inbound));
         Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rfork(&self, req: Request<v1::RforkRequest>) -> Result<Response<v1::RforkReply>, Status> {
+        let cred = peer_cred(&req)?;
+        let r = req.into_inner();
+        let child = migrate::inspect(r.pid, r.marker_fd).map_err(Status::invalid_argument)?;
+        // The kernel's word: only a process's own parent, of the same uid, may move it.
+        if child.ppid != cred.pid || child.uid != cred.uid {
+            return Err(Status::permission_denied(format!("process {} is not the caller's child", r.pid)));
+        }
+        let spec = SpawnSpec {
+            node: r.node,
+            argv: child.argv.clone(),
+            env: Vec::new(),
+            cwd: Vec::new(),
+            umask: 0,
+            stdin_null: false,
+            pid: Some(r.pid),
+        };
+        let (id, conn) = {
+            let mut st = self.shared.lock();
+            let (id, conn) = st.engine.migrate(&cred, &spec).map_err(convert::spawn_status)?;
+            st.clients.insert(id, ClientHandle::awaiting(r.pid, cred.uid, std::time::Instant::now()));
+            st.busy = true;
+            (id, conn)
+        };
+        tracing::debug!(id, pid = r.pid, node = r.node, "rfork");
+        match self.bring(id, conn, r.pid, &child).await {
+            Ok(_) => {
+                self.watch_ghost(r.pid);
+                Ok(Response::new(v1::RforkReply { id, pid: r.pid }))
+            }
+            Err(status) => {
+                tracing::warn!(id, pid = r.pid, node = r.node, why = status.message(), "rfork failed");
+                let mut st = self.shared.lock();
+                st.clients.remove(&id);
+                let effect = st.engine.client_gone(id);
+                st.apply(effect.into_iter().collect());
+                st.engine.forget(id);
+                Err(status)
+            }
+        }
     }
 
     async fn nodes(&self, _req: Request<v1::NodesRequest>) -> Result<Response<v1::NodesReply>, Status> {
@@ -155,6 +199,66 @@ impl MasterService {
         self.watch_ghost(cred.pid);
         tokio::spawn(read_client(self.shared.clone(), id, gen, inbound));
         Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+
+    /// Checkpoints process `pid` and has the slave on `conn` restore it as
+    /// process `id`; returns its node PID.
+    async fn bring(&self, id: ProcId, conn: ConnId, pid: i32, child: &migrate::Child) -> Result<i32, Status> {
+        let dir = migrate::image_dir(id).map_err(Status::internal)?;
+        let shell_job = child.shell_job;
+        let dumped = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || migrate::dump(pid, &dir, shell_job)).await
+        };
+        let result = match dumped {
+            Ok(Ok(())) => self.restore(id, conn, pid, child, &dir).await,
+            Ok(Err(why)) => Err(Status::internal(why)),
+            Err(e) => Err(Status::internal(e.to_string())),
+        };
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        result
+    }
+
+    async fn restore(
+        &self,
+        id: ProcId,
+        conn: ConnId,
+        pid: i32,
+        child: &migrate::Child,
+        dir: &std::path::Path,
+    ) -> Result<i32, Status> {
+        let image = migrate::random_name();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut st = self.shared.lock();
+            st.restores.insert(id, tx);
+            st.images.insert(image.clone(), dir.to_path_buf());
+            let [stdin_key, stdout_key, stderr_key] = child.stdio.clone();
+            let req = v1::RestoreRequest {
+                id,
+                image: image.clone(),
+                pid,
+                stdin_key,
+                stdout_key,
+                stderr_key,
+                marker_key: child.marker.clone(),
+                shell_job: child.shell_job,
+            };
+            if !st.send_slave(conn, master_msg::Msg::Restore(req)) {
+                st.restores.remove(&id);
+                st.images.remove(&image);
+                return Err(Status::aborted("the node's link is gone"));
+            }
+        }
+        let answer = tokio::time::timeout(migrate::RESTORE_TIMEOUT, rx).await;
+        let mut st = self.shared.lock();
+        st.images.remove(&image);
+        st.restores.remove(&id);
+        match answer {
+            Ok(Ok(Ok(node_pid))) => Ok(node_pid),
+            Ok(Ok(Err(why))) => Err(Status::aborted(why)),
+            Ok(Err(_)) | Err(_) => Err(Status::aborted("the node did not restore the process in time")),
+        }
     }
 
     /// The probes report signals to the ghost and its death.

@@ -8,6 +8,7 @@
 mod client_api;
 mod convert;
 mod ghost_signals;
+mod migrate;
 mod peer;
 mod ratelimit;
 mod server;
@@ -80,6 +81,12 @@ impl ClientHandle {
         }
     }
 
+    /// An rforked process's handle, waiting for the copy left here (PID
+    /// `ghost`) to become its ghost.
+    fn awaiting(ghost: i32, uid: u32, now: Instant) -> Self {
+        ClientHandle { ghost: Some(ghost), ..Self::unattached(uid, None, now) }
+    }
+
     /// A forked process's handle, waiting for the ghost its parent's ghost forks.
     fn unattached(uid: u32, parent_ghost: Option<i32>, now: Instant) -> Self {
         ClientHandle {
@@ -111,8 +118,15 @@ impl ClientHandle {
     }
 }
 
+/// How an rfork's restore on its node went: the node PID, or why not.
+type RestoreResult = Result<i32, String>;
+
 pub struct State {
     pub engine: Engine,
+    /// rforks waiting for their node to restore the process.
+    restores: HashMap<ProcId, tokio::sync::oneshot::Sender<RestoreResult>>,
+    /// Checkpoint images a slave may fetch, by their (random) names.
+    images: HashMap<String, std::path::PathBuf>,
     slaves: HashMap<ConnId, SlaveHandle>,
     clients: HashMap<ProcId, ClientHandle>,
     next_conn: ConnId,
@@ -143,6 +157,8 @@ impl Shared {
         Arc::new(Shared {
             state: Mutex::new(State {
                 engine,
+                restores: HashMap::new(),
+                images: HashMap::new(),
                 slaves: HashMap::new(),
                 clients: HashMap::new(),
                 next_conn: 1,
@@ -184,6 +200,13 @@ impl State {
                 h.pending.push(msg);
                 h.finished |= last;
             }
+        }
+    }
+
+    /// The node answered (or could not answer) the restore of process `id`.
+    fn restored(&mut self, id: ProcId, result: RestoreResult) {
+        if let Some(waiter) = self.restores.remove(&id) {
+            let _ = waiter.send(result);
         }
     }
 
@@ -245,7 +268,10 @@ impl State {
                 Effect::Signal { conn, id, signo } => {
                     self.send_slave(conn, master_msg::Msg::Signal(v1::SignalRequest { id, signo }));
                 }
-                Effect::ProcLost { id } => self.tell(id, convert::lost_event(id), true),
+                Effect::ProcLost { id } => {
+                    self.restored(id, Err("the node was lost".into()));
+                    self.tell(id, convert::lost_event(id), true);
+                }
                 Effect::DropSlave { conn, reason } => {
                     if let Some(slave) = self.slaves.remove(&conn) {
                         tracing::warn!(conn, %reason, "dropping slave link");

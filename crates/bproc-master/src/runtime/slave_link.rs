@@ -21,9 +21,28 @@ pub struct SlaveLinkService {
     pub shared: Arc<Shared>,
 }
 
+/// Image files travel in chunks of this size.
+const IMAGE_CHUNK: usize = 1 << 20;
+
 #[tonic::async_trait]
 impl v1::slave_link_server::SlaveLink for SlaveLinkService {
     type AttachStream = UnboundedReceiverStream<Result<v1::MasterMsg, Status>>;
+    type FetchImageStream = tokio_stream::wrappers::ReceiverStream<Result<v1::ImageChunk, Status>>;
+
+    async fn fetch_image(
+        &self,
+        req: Request<v1::FetchImageRequest>,
+    ) -> Result<Response<Self::FetchImageStream>, Status> {
+        let name = req.into_inner().image;
+        let dir = self.shared.lock().images.get(&name).cloned().ok_or_else(|| Status::not_found("no such image"))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            if let Err(e) = send_image(&dir, &tx).await {
+                let _ = tx.send(Err(Status::internal(format!("reading the image: {e}")))).await;
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
 
     #[tracing::instrument(skip_all, fields(peer = ?req.remote_addr()))]
     async fn attach(&self, req: Request<Streaming<v1::SlaveMsg>>) -> Result<Response<Self::AttachStream>, Status> {
@@ -104,7 +123,17 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
         Some(slave_msg::Msg::Event(ev)) => {
             let kind = convert::event_kind(&ev).ok_or("process event of unknown kind, or with a bad command line")?;
             let forked = matches!(kind, ProcEventKind::Forked { .. });
+            // What an rfork waiting for this process learns from the event.
+            let restore = match kind {
+                ProcEventKind::Started { node_pid } => Some(Ok(node_pid)),
+                ProcEventKind::ExecFailed => Some(Err(format!("restore failed (errno {})", ev.errno))),
+                ProcEventKind::Exited => Some(Err("the process ended before it was restored".into())),
+                _ => None,
+            };
             let outcome = st.engine.proc_event(conn, ev.id, kind).map_err(|e| e.to_string())?;
+            if let Some(result) = restore {
+                st.restored(ev.id, result);
+            }
             let id = ev.id;
             if forked {
                 // The child waits for the ghost its parent's ghost forks.
@@ -145,6 +174,45 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
         }
         Some(slave_msg::Msg::Register(_)) => return Err("second register on one link".into()),
         None => return Err("empty message".into()),
+    }
+    Ok(())
+}
+
+/// Streams every file of the image in `dir` (an empty file as one empty
+/// chunk); the bounded channel paces the reads to the slave's.
+async fn send_image(
+    dir: &std::path::Path,
+    tx: &tokio::sync::mpsc::Sender<Result<v1::ImageChunk, Status>>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut entries = tokio::fs::read_dir(dir).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.ends_with(".log") || !entry.file_type().await?.is_file() {
+            continue;
+        }
+        let mut f = tokio::fs::File::open(entry.path()).await?;
+        let mut first = true;
+        loop {
+            let mut buf = bytes::BytesMut::with_capacity(IMAGE_CHUNK);
+            while buf.len() < IMAGE_CHUNK {
+                if f.read_buf(&mut buf).await? == 0 {
+                    break;
+                }
+            }
+            if buf.is_empty() && !first {
+                break;
+            }
+            first = false;
+            let full = buf.len() == IMAGE_CHUNK;
+            let chunk = v1::ImageChunk { file: file.clone(), data: buf.freeze() };
+            if tx.send(Ok(chunk)).await.is_err() {
+                return Ok(());
+            }
+            if !full {
+                break;
+            }
+        }
     }
     Ok(())
 }

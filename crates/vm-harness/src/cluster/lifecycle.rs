@@ -37,7 +37,7 @@ impl Cluster {
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => return Err(HarnessError::io("remove stale socket", &self.socket, err)),
         }
-        let cmd = daemon::master_command(
+        let mut cmd = daemon::master_command(
             &self.state.bin_dir,
             &self.state.hub_netns,
             self.state.subnet,
@@ -45,6 +45,9 @@ impl Cluster {
             self.state.nodes,
             self.state.node_timeout_ms,
         );
+        if let Some(config) = &self.state.master_config {
+            cmd.arg("--config").arg(config);
+        }
         let child = daemon::spawn_detached(cmd, &self.master_log())?;
         let pid = child_pid(&child);
         self.state.master = Some(ProcRef::of(pid).unwrap_or(ProcRef { pid, start_time: 0 }));

@@ -1,0 +1,206 @@
+//! rfork's master side: look at the caller's child, checkpoint it with CRIU
+//! (left running: the copy here becomes the ghost), and serve the image to
+//! the slave that restores it.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Where CRIU is, unless `BPROC_CRIU` says otherwise (`x.sh` builds it there).
+pub const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
+/// Checkpoint images live here until their node has restored them.
+pub const IMAGES_ROOT: &str = "/run/bproc/images";
+
+/// Longest wait for a node to fetch and restore an image.
+pub const RESTORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// An unguessable name for an image (a slave fetches it by name).
+pub fn random_name() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        bytes[..16].copy_from_slice(&t.as_nanos().to_ne_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn criu_path() -> String {
+    std::env::var("BPROC_CRIU").unwrap_or_else(|_| DEFAULT_CRIU.to_string())
+}
+
+/// What the master learns of an rfork child before checkpointing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Child {
+    pub uid: u32,
+    pub ppid: i32,
+    pub argv: Vec<Vec<u8>>,
+    /// CRIU's names of the files on fds 0, 1 and 2 (empty: fd closed).
+    pub stdio: [String; 3],
+    pub marker: String,
+    /// It has a terminal: CRIU needs `--shell-job`.
+    pub shell_job: bool,
+}
+
+/// CRIU's name for an open file, from its /proc/PID/fd link: pipes and
+/// sockets by inode (`pipe:[123]`), files by their path without the leading
+/// slash. A terminal is named by CRIU as `tty[rdev:dev]`.
+pub fn criu_key(link: &str, tty_ids: Option<(u64, u64)>) -> String {
+    if let Some((rdev, dev)) = tty_ids {
+        return format!("tty[{rdev:x}:{dev:x}]");
+    }
+    match link.strip_prefix('/') {
+        Some(path) => path.to_string(),
+        None => link.to_string(),
+    }
+}
+
+/// A terminal's (rdev, dev), if `path` is one.
+fn tty_ids(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::metadata(path).ok()?;
+    let major = (m.rdev() >> 8) & 0xfff;
+    // Terminals: the pty slaves (136-143), the consoles and serial lines (4, 5).
+    let tty = m.file_type().is_char_device() && (matches!(major, 4 | 5) || (136..=143).contains(&major));
+    tty.then(|| (m.rdev(), m.dev()))
+}
+
+/// Reads what the master needs of process `pid` from /proc (the kernel's
+/// word, not the caller's).
+pub fn inspect(pid: i32, marker_fd: i32) -> Result<Child, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| format!("no process {pid}"))?;
+    let field = |name: &str| -> Option<&str> {
+        status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim_start_matches(':').trim())
+    };
+    let ppid = field("PPid").and_then(|v| v.parse().ok()).ok_or("no PPid")?;
+    let uid = field("Uid").and_then(|v| v.split_whitespace().next()?.parse().ok()).ok_or("no Uid")?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|e| e.to_string())?;
+    let mut argv: Vec<Vec<u8>> = cmdline.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
+    if argv.last().is_some_and(Vec::is_empty) {
+        argv.pop();
+    }
+    let mut shell_job = false;
+    let mut key = |fd: i32| -> String {
+        let path = PathBuf::from(format!("/proc/{pid}/fd/{fd}"));
+        let Ok(link) = std::fs::read_link(&path) else { return String::new() };
+        let tty = tty_ids(&path);
+        shell_job |= tty.is_some();
+        criu_key(&link.to_string_lossy(), tty)
+    };
+    let stdio = [key(0), key(1), key(2)];
+    let marker = key(marker_fd);
+    if !marker.starts_with("pipe:[") {
+        return Err(format!("fd {marker_fd} of process {pid} is not a pipe"));
+    }
+    Ok(Child { uid, ppid, argv, stdio, marker, shell_job })
+}
+
+/// Checkpoints process `pid` into `dir` and leaves it running. CRIU runs in
+/// the process's own mount, network, UTS and IPC namespaces (else it would
+/// take them for namespaces of the process's own and try to dump them): it
+/// is started from a thread of its own that has entered them first.
+pub fn dump(pid: i32, dir: &Path, shell_job: bool) -> Result<(), String> {
+    let images = open_dir(dir)?;
+    let dir = dir.to_path_buf();
+    std::thread::Builder::new()
+        .name("criu-dump".into())
+        .spawn(move || {
+            enter_namespaces_of(pid)?;
+            dump_here(pid, &images, &dir, shell_job)
+        })
+        .map_err(|e| format!("cannot start the dump thread: {e}"))?
+        .join()
+        .map_err(|_| "the dump thread panicked".to_string())?
+}
+
+/// Moves the calling thread into `pid`'s mount, network, UTS and IPC
+/// namespaces where they differ from its own. Only for a thread that ends
+/// afterwards (it no longer shares the process's view of the system).
+fn enter_namespaces_of(pid: i32) -> Result<(), String> {
+    use nix::sched::{setns, unshare, CloneFlags};
+    use std::os::unix::fs::MetadataExt;
+    unshare(CloneFlags::CLONE_FS).map_err(|e| format!("unshare(CLONE_FS): {e}"))?;
+    for (name, flag) in [
+        ("mnt", CloneFlags::CLONE_NEWNS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+    ] {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let ino = |p: &str| std::fs::metadata(p).map(|m| m.ino());
+        if ino(&theirs).map_err(|e| format!("{theirs}: {e}"))?
+            == ino(&format!("/proc/thread-self/ns/{name}")).unwrap_or(0)
+        {
+            continue;
+        }
+        let fd = std::fs::File::open(&theirs).map_err(|e| format!("{theirs}: {e}"))?;
+        setns(fd, flag).map_err(|e| format!("setns {theirs}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn dump_here(pid: i32, images: &OwnedFd, dir: &Path, shell_job: bool) -> Result<(), String> {
+    let mut criu = rust_criu::Criu::new_with_criu_path(criu_path()).map_err(|e| e.to_string())?;
+    criu.set_pid(pid);
+    criu.set_images_dir_fd(images.as_raw_fd());
+    criu.set_leave_running(true);
+    // An rfork child shares its parent's session and process group, which
+    // stay here: on the node it joins the slave's (and a terminal, if any,
+    // is replaced like the rest of its stdio).
+    let _ = shell_job;
+    criu.set_shell_job(true);
+    criu.set_log_level(2);
+    criu.set_log_file("dump.log".into());
+    criu.dump().map_err(|e| {
+        let log = std::fs::read_to_string(dir.join("dump.log")).unwrap_or_default();
+        let last: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
+        format!("criu dump of {pid} failed: {e}: {}", last.join("; "))
+    })
+}
+
+/// A directory fd that the CRIU child inherits (no close-on-exec).
+pub fn open_dir(dir: &Path) -> Result<OwnedFd, String> {
+    nix::fcntl::open(dir, nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty())
+        .map_err(|e| format!("open {}: {e}", dir.display()))
+}
+
+/// A fresh private directory for one image.
+pub fn image_dir(id: u64) -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let root = Path::new(IMAGES_ROOT);
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root).map_err(|e| e.to_string())?;
+    let dir = root.join(format!("{}-{id}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn criu_names_files_as_it_does_in_images() {
+        assert_eq!(criu_key("pipe:[1234]", None), "pipe:[1234]");
+        assert_eq!(criu_key("socket:[77]", None), "socket:[77]");
+        assert_eq!(criu_key("/tmp/out.txt", None), "tmp/out.txt");
+        assert_eq!(criu_key("/dev/pts/3", Some((0x8803, 0x18))), "tty[8803:18]");
+    }
+
+    #[test]
+    fn inspect_reads_the_kernel_view_of_a_child() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        let seen = inspect(pid, 0).expect("inspect");
+        assert_eq!(seen.ppid, std::process::id() as i32);
+        assert_eq!(seen.argv, vec![b"sleep".to_vec(), b"100".to_vec()]);
+        assert!(seen.stdio[0].starts_with("pipe:["), "{seen:?}");
+        assert_eq!(seen.marker, seen.stdio[0]);
+        assert!(inspect(pid, 99).is_err(), "fd 99 is not open");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -1,0 +1,136 @@
+//! rfork's node side: fetch a checkpoint image from the master and restore
+//! it with CRIU in this node's PID namespace, its stdio replaced by pipes
+//! that the slave relays and its marker pipe by one that says "N".
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use proto::v1::{self, slave_link_client::SlaveLinkClient};
+use tokio::io::AsyncWriteExt;
+use tonic::transport::Channel;
+
+/// Where CRIU is, unless `BPROC_CRIU` says otherwise (`x.sh` builds it there).
+pub const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
+
+fn criu_path() -> String {
+    std::env::var("BPROC_CRIU").unwrap_or_else(|_| DEFAULT_CRIU.to_string())
+}
+
+/// A private directory for one image, removed on drop.
+pub struct ImageDir(PathBuf);
+
+impl ImageDir {
+    pub fn new() -> Result<Self, String> {
+        let base = std::env::temp_dir().join("bproc-restore-XXXXXX");
+        nix::unistd::mkdtemp(&base).map(ImageDir).map_err(|e| format!("mkdtemp: {e}"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ImageDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Fetches image `name` from the master into `dir`; returns its size.
+pub async fn fetch(mut client: SlaveLinkClient<Channel>, name: &str, dir: &Path) -> Result<u64, String> {
+    let req = v1::FetchImageRequest { image: name.to_string() };
+    let mut stream = client.fetch_image(req).await.map_err(|s| s.message().to_string())?.into_inner();
+    let mut current: Option<(String, tokio::fs::File)> = None;
+    let mut total = 0u64;
+    while let Some(chunk) = stream.message().await.map_err(|s| s.message().to_string())? {
+        let plain = !chunk.file.is_empty() && !chunk.file.contains('/') && chunk.file != "." && chunk.file != "..";
+        if !plain {
+            return Err(format!("bad image file name {:?}", chunk.file));
+        }
+        if current.as_ref().is_none_or(|(f, _)| *f != chunk.file) {
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join(&chunk.file))
+                .await
+                .map_err(|e| format!("{}: {e}", chunk.file))?;
+            current = Some((chunk.file.clone(), file));
+        }
+        if let Some((_, file)) = current.as_mut() {
+            file.write_all(&chunk.data).await.map_err(|e| e.to_string())?;
+        }
+        total += chunk.data.len() as u64;
+    }
+    if let Some((_, mut file)) = current {
+        file.flush().await.map_err(|e| e.to_string())?;
+    }
+    Ok(total)
+}
+
+/// The slave's ends of a restored process's stdio.
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
+}
+
+/// A copy of `fd` without close-on-exec, for the CRIU child to inherit.
+fn inheritable(fd: &OwnedFd) -> Result<OwnedFd, String> {
+    // SAFETY: F_DUPFD on an fd we own returns a new fd (or -1), which we own.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 3) };
+    if new < 0 {
+        return Err(format!("dup: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `new` is a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Restores the image in `dir` as `req` says. Blocking (CRIU runs as our
+/// child); the caller holds the fork lock, since the fds CRIU inherits are
+/// not close-on-exec meanwhile.
+pub fn restore(req: &v1::RestoreRequest, dir: &Path) -> Result<Stdio, String> {
+    // The process's side of each replaced file, and CRIU's name for it.
+    let mut inherit: Vec<(OwnedFd, &str)> = Vec::new();
+    let mut stdin = None;
+    if !req.stdin_key.is_empty() && req.stdin_key != req.stdout_key && req.stdin_key != req.stderr_key {
+        let (r, w) = pipe()?;
+        inherit.push((inheritable(&r)?, &req.stdin_key));
+        stdin = Some(w);
+    }
+    let (stdout, out_w) = pipe()?;
+    if !req.stdout_key.is_empty() {
+        inherit.push((inheritable(&out_w)?, &req.stdout_key));
+    }
+    let (stderr, err_w) = pipe()?;
+    if !req.stderr_key.is_empty() && req.stderr_key != req.stdout_key {
+        inherit.push((inheritable(&err_w)?, &req.stderr_key));
+    }
+    drop((out_w, err_w));
+    let (marker_r, marker_w) = pipe()?;
+    std::fs::File::from(marker_w).write_all(b"N").map_err(|e| format!("marker: {e}"))?;
+    inherit.push((inheritable(&marker_r)?, &req.marker_key));
+
+    let images = nix::fcntl::open(dir, nix::fcntl::OFlag::O_DIRECTORY, nix::sys::stat::Mode::empty())
+        .map_err(|e| format!("open {}: {e}", dir.display()))?;
+    let mut criu = rust_criu::Criu::new_with_criu_path(criu_path()).map_err(|e| e.to_string())?;
+    criu.set_images_dir_fd(images.as_raw_fd());
+    criu.set_rst_sibling(true);
+    // Dumped as a "shell job" (it was in its parent's session): it joins ours.
+    criu.set_shell_job(true);
+    criu.set_log_level(2);
+    criu.set_log_file("restore.log".into());
+    for (fd, key) in &inherit {
+        criu.add_inherit_fd(fd.as_raw_fd() as RawFd, key.to_string()).map_err(|e| e.to_string())?;
+    }
+    criu.restore().map_err(|e| {
+        let log = std::fs::read_to_string(dir.join("restore.log")).unwrap_or_default();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error") && !l.contains("RLIMIT_NOFILE")).collect();
+        format!("criu restore failed: {e}: {}", errors.join("; "))
+    })?;
+    Ok(Stdio { stdin, stdout, stderr })
+}

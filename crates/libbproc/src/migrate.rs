@@ -1,0 +1,253 @@
+//! Placing the calling process on nodes: `rfork` (a copy of the caller on a
+//! node, a child in the front end's process tree) and where a process runs.
+//!
+//! An rfork forks a local child, which waits on a *marker* pipe; the master
+//! checkpoints it with CRIU (leaving it running), a slave restores the image
+//! under the same PID in its node, with the marker pipe replaced by one that
+//! says "N": the copy there returns from [`rfork`] as the child. The copy left
+//! here reads "G" and the process id instead, and becomes the process's ghost
+//! (it execs the ghost program, keeping its PID and parent).
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use crate::client::Client;
+use crate::error::BprocError;
+use crate::ghost_spec::{GhostSpec, GHOST_ENV};
+
+/// The front end, as a node number.
+pub const NODE_MASTER: i32 = -1;
+/// The node the caller is on.
+pub const NODE_SELF: i32 = -2;
+/// No node.
+pub const NODE_NONE: i32 = -3;
+/// Any node.
+pub const NODE_ANY: i32 = -4;
+
+/// The file in which a node's slave publishes the node's number, visible only
+/// in that node's mount namespace.
+pub const NODE_FILE: &str = "/run/bproc/node/number";
+/// The ghost program, unless `BPROC_GHOST_BIN` names another.
+pub const DEFAULT_GHOST: &str = "/usr/local/bin/bpghost";
+
+/// Which side of an [`rfork`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forked {
+    /// The caller; the child runs on the node with this (global) PID.
+    Parent { pid: i32 },
+    /// The copy on the node.
+    Child,
+}
+
+/// The node this process runs on, or [`NODE_MASTER`] on the front end.
+pub fn currnode() -> i32 {
+    std::fs::read_to_string(NODE_FILE).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(NODE_MASTER)
+}
+
+/// The ghost program: `BPROC_GHOST_BIN`, else [`DEFAULT_GHOST`].
+pub fn ghost_program() -> PathBuf {
+    std::env::var_os("BPROC_GHOST_BIN").filter(|p| !p.is_empty()).map_or_else(|| DEFAULT_GHOST.into(), PathBuf::from)
+}
+
+/// Runs `f` with a fresh single-threaded runtime (none survives the call, so
+/// a later fork copies no threads). Not for callers inside a tokio runtime.
+pub fn block_on<T>(f: impl std::future::Future<Output = Result<T, BprocError>>) -> Result<T, BprocError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BprocError::Transport(format!("cannot start a runtime: {e}")))?;
+    rt.block_on(f)
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), BprocError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| BprocError::System(format!("pipe: {e}")))
+}
+
+/// What the copy left here needs to become the ghost, made before the fork:
+/// the child of a fork may not allocate (another thread may hold malloc's
+/// lock), so it only patches the process id into the spec's placeholder.
+struct GhostExec {
+    program: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    /// Index in `env` of the spec, and the byte offset of its id digits.
+    spec_at: (usize, usize),
+}
+
+/// Width of the id placeholder: any u64 fits.
+const ID_DIGITS: usize = 20;
+
+impl GhostExec {
+    fn new(node: i32) -> Result<Self, BprocError> {
+        let bad = |what: &str| BprocError::System(format!("{what} contains a NUL byte"));
+        let program = CString::new(ghost_program().as_os_str().as_bytes()).map_err(|_| bad("the ghost's path"))?;
+        let cmdline = std::fs::read("/proc/self/cmdline").map_err(|e| BprocError::System(e.to_string()))?;
+        let mut argv: Vec<CString> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| CString::new(a).map_err(|_| bad("an argument")))
+            .collect::<Result<_, _>>()?;
+        if argv.is_empty() {
+            argv.push(CString::new("rfork").map_err(|_| bad("argv"))?);
+        }
+        let mut env: Vec<CString> = std::env::vars_os()
+            .filter(|(k, _)| k != GHOST_ENV)
+            .map(|(k, v)| {
+                let mut e = k.as_bytes().to_vec();
+                e.push(b'=');
+                e.extend_from_slice(v.as_bytes());
+                CString::new(e).map_err(|_| bad("the environment"))
+            })
+            .collect::<Result<_, _>>()?;
+        // The ghost relays the node copy's output; it reads no stdin (the
+        // parent keeps its own), so the copy gets EOF on a piped stdin.
+        let spec = GhostSpec { attach: Some(0), ..GhostSpec::start(node.max(0) as u32, false, true) };
+        let encoded = spec.encode().replace("attach=0", &format!("attach={}", "0".repeat(ID_DIGITS)));
+        let text = format!("{GHOST_ENV}={encoded}");
+        let digits = text.find(&"0".repeat(ID_DIGITS)).ok_or_else(|| bad("spec"))?;
+        env.push(CString::new(text).map_err(|_| bad("spec"))?);
+        let spec_at = (env.len() - 1, digits);
+        Ok(GhostExec { program, argv, env, spec_at })
+    }
+
+    /// In the child of fork: write `id` into the placeholder and exec.
+    ///
+    /// # Safety
+    /// Only in the child of fork; allocates nothing.
+    unsafe fn exec(&mut self, id: u64) -> ! {
+        let (at, off) = self.spec_at;
+        // SAFETY: the placeholder is ID_DIGITS ASCII zeros at `off` inside
+        // this CString; overwriting them with digits keeps it NUL-free and
+        // NUL-terminated, and nobody else looks at it.
+        unsafe {
+            let bytes = self.env[at].as_ptr() as *mut u8;
+            let mut n = id;
+            for i in (0..ID_DIGITS).rev() {
+                *bytes.add(off + i) = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+            let argv: [*const libc::c_char; 64] = pointers(&self.argv);
+            exec_with(&self.program, &argv, &self.env)
+        }
+    }
+}
+
+/// Up to 63 argument pointers and a NULL, without allocating.
+fn pointers(strings: &[CString]) -> [*const libc::c_char; 64] {
+    let mut out = [std::ptr::null(); 64];
+    for (slot, s) in out.iter_mut().zip(strings.iter().take(63)) {
+        *slot = s.as_ptr();
+    }
+    out
+}
+
+/// execve with an environment of any size, building its pointer array on the
+/// stack in fixed pieces (no allocation).
+///
+/// # Safety
+/// As for [`GhostExec::exec`].
+unsafe fn exec_with(program: &CString, argv: &[*const libc::c_char; 64], env: &[CString]) -> ! {
+    const MAX_ENV: usize = 4096;
+    let mut envp = [std::ptr::null::<libc::c_char>(); MAX_ENV + 1];
+    for (slot, e) in envp.iter_mut().zip(env.iter().rev().take(MAX_ENV)) {
+        // The spec is last: keep it whatever else has to go.
+        *slot = e.as_ptr();
+    }
+    // SAFETY: NULL-terminated arrays of pointers into live CStrings.
+    unsafe {
+        libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        libc::_exit(255)
+    }
+}
+
+/// Forks the caller onto `node`: returns [`Forked::Parent`] with the child's
+/// global PID here, and [`Forked::Child`] in the copy on the node, which has
+/// the same PID, memory, open files (offsets included) and signal state; its
+/// stdout and stderr reach the caller's through its ghost, a child of the
+/// caller. On failure nothing is left: no child, no ghost, no process on the
+/// node. Call it from the front end, outside any tokio runtime.
+pub fn rfork(node: i32) -> Result<Forked, BprocError> {
+    let here = currnode();
+    let node = if node == NODE_SELF { here } else { node };
+    if node == here {
+        // Forking "onto" the node we are on is a plain fork (as in BProc).
+        // SAFETY: fork has no preconditions here; the child returns as the child.
+        return match unsafe { libc::fork() } {
+            -1 => Err(BprocError::System(format!("fork: {}", std::io::Error::last_os_error()))),
+            0 => Ok(Forked::Child),
+            pid => Ok(Forked::Parent { pid }),
+        };
+    }
+    if here != NODE_MASTER {
+        return Err(BprocError::Unsupported("rfork from a node (only the front end migrates processes yet)".into()));
+    }
+    let mut ghost = GhostExec::new(node)?;
+    let (mark_r, mark_w) = pipe()?;
+    let (ready_r, ready_w) = pipe()?;
+    // The child's fd of the marker pipe: the master names it to CRIU.
+    let marker_fd = mark_r.as_raw_fd();
+    // SAFETY: the child below only makes raw system calls (close, write,
+    // read, execve, _exit) on memory prepared above, or returns as the node's
+    // copy once restored (a plain single-threaded copy, as after fork).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(BprocError::System(format!("fork: {}", std::io::Error::last_os_error())));
+    }
+    if pid == 0 {
+        drop((mark_w, ready_r));
+        // SAFETY: raw writes and reads on fds we own.
+        unsafe {
+            libc::write(ready_w.as_raw_fd(), b"r".as_ptr().cast(), 1);
+            drop(ready_w);
+            let mut buf = [0u8; 9];
+            let mut got = 0;
+            while got < buf.len() {
+                let n = libc::read(mark_r.as_raw_fd(), buf.as_mut_ptr().add(got).cast(), buf.len() - got);
+                if n <= 0 || buf[0] != b'G' {
+                    break;
+                }
+                got += n as usize;
+            }
+            match buf[0] {
+                b'N' => {
+                    drop(mark_r);
+                    return Ok(Forked::Child);
+                }
+                b'G' if got == buf.len() => {
+                    let mut id = [0u8; 8];
+                    id.copy_from_slice(&buf[1..]);
+                    ghost.exec(u64::from_le_bytes(id))
+                }
+                _ => libc::_exit(0),
+            }
+        }
+    }
+    drop((mark_r, ready_w));
+    let mut ready = [0u8; 1];
+    let _ = std::fs::File::from(ready_r).read(&mut ready);
+    let result = block_on(async {
+        let client = Client::connect().await?;
+        client.rfork(node, pid, marker_fd).await
+    });
+    let mut mark = std::fs::File::from(mark_w);
+    match result {
+        Ok(id) => {
+            let mut msg = [0u8; 9];
+            msg[0] = b'G';
+            msg[1..].copy_from_slice(&id.to_le_bytes());
+            mark.write_all(&msg).map_err(|e| BprocError::System(format!("marker: {e}")))?;
+            Ok(Forked::Parent { pid })
+        }
+        Err(e) => {
+            let _ = mark.write_all(b"F");
+            drop(mark);
+            let mut status = 0;
+            // SAFETY: waitpid on our own child writes only `status`.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! rfork over CRIU (issue 5): a C program linked with `cc prog.c -lbproc`
+//! forks itself onto a node; the copy there has the caller's memory, open
+//! files and PID, and is the caller's child in the front end's process table.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tests::{cluster, collect, proc_state, remote_processes, text, wait_for};
+
+/// The test program, built as a BProc user builds one: `cc prog.c -lbproc`
+/// (libbproc.so and sys/bproc.h installed by `bash x.sh setup`).
+fn rfork_program(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/rfork.c");
+    let out = dir.join("rfork");
+    let cc = Command::new("cc").arg(&src).arg("-o").arg(&out).arg("-lbproc").output().expect("run cc");
+    assert!(
+        cc.status.success(),
+        "cc rfork.c -lbproc failed (libbproc.so and sys/bproc.h are installed by bash x.sh setup): {}",
+        text(&cc.stderr)
+    );
+    out
+}
+
+fn ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()
+}
+
+fn read_line(r: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("read a line");
+    line
+}
+
+#[test]
+fn a_c_program_rforks_itself_onto_a_node_with_its_memory_files_and_pid() {
+    let c = cluster(2);
+    let program = rfork_program(c.state_dir());
+    let gate = c.state_dir().join("gate");
+    let mut parent = Command::new(&program)
+        .arg("1")
+        .arg("/etc/services")
+        .arg(&gate)
+        .env("BPROC_SOCKET", c.socket_path())
+        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the rfork program");
+    let parent_pid = parent.id() as i32;
+    let mut out = BufReader::new(parent.stdout.take().expect("stdout"));
+    let line = read_line(&mut out);
+    let child: i32 = line
+        .strip_prefix("parent: child ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("rfork failed: {line}"));
+
+    // While it runs: the child is the parent's child here, and runs on node 1.
+    assert_eq!(ppid(child), Some(parent_pid), "ps shows the child under its parent");
+    let procs = remote_processes(&c);
+    let p = procs.iter().find(|p| p["pid"].as_i64() == Some(child.into())).expect("bpstat -p lists the child");
+    assert_eq!(p["node"].as_u64(), Some(1));
+    assert_eq!(p["node_pid"].as_i64(), Some(child.into()), "the same PID on the node");
+    let remote = c.host_pid(1, child).expect("the restored copy, seen from here");
+    assert_ne!(remote, child, "the copy runs in the node's PID namespace");
+
+    std::fs::write(&gate, b"").expect("open the gate");
+    let size = std::fs::metadata("/etc/services").expect("stat").len();
+    assert_eq!(
+        read_line(&mut out),
+        format!("child: node 1 pid {child} ppid-was {parent_pid} buffer intact offset {} of {size}\n", size / 2),
+        "the child's printf reached the parent's stdout"
+    );
+    assert_eq!(read_line(&mut out), "parent: status exited=1 code=42\n");
+    let done = collect(&mut parent, Duration::from_secs(20), "the rfork program");
+    assert!(done.status.success(), "stderr: {}", text(&done.stderr));
+    wait_for("the node's copy to be gone", Duration::from_secs(10), || proc_state(remote).is_none().then_some(()));
+    assert!(proc_state(child).is_none(), "no ghost or zombie left");
+    assert!(remote_processes(&c).is_empty(), "the master forgot it");
+}
+
+#[test]
+fn rfork_to_a_bad_node_fails_with_bprocs_errno_and_leaves_nothing() {
+    // Node 0 lets only its owner (root) and group 0 run processes.
+    let c = tests::cluster_with_config(2, Some("[[node]]\nnumber = 0\nmode = 0o110\n"));
+    let program = rfork_program(c.state_dir());
+    c.kill_slave(1, libc::SIGKILL).expect("kill node 1's slave");
+    c.wait_node_state(1, "down", Duration::from_secs(10)).expect("node 1 down");
+    let run = |node: &str, uid: Option<u32>| {
+        let mut cmd = match uid {
+            Some(uid) => {
+                let mut cmd = Command::new("setpriv");
+                cmd.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into()]).arg(&program);
+                cmd
+            }
+            None => Command::new(&program),
+        };
+        cmd.args([node, "/etc/services"])
+            .env("BPROC_SOCKET", c.socket_path())
+            .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+            .stdin(Stdio::null());
+        let out = cmd.output().expect("run the rfork program");
+        assert_eq!(out.status.code(), Some(3), "rfork fails: {} {}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert!(run("7", None).contains("errno 300 (Invalid node number)"), "out of range");
+    assert!(run("1", None).contains("errno 301 (Node is down)"), "down");
+    assert!(run("0", Some(4242)).contains(&format!("errno {} (", libc::EPERM)), "no permission");
+    // Nothing left: no ghost, no zombie here, no process or image anywhere.
+    assert!(remote_processes(&c).is_empty());
+    let master = c.master_pid().expect("the master's pid");
+    let ours = |e: &std::fs::DirEntry| e.file_name().to_string_lossy().starts_with(&format!("{master}-"));
+    let leftovers = std::fs::read_dir("/run/bproc/images").map(|d| d.flatten().filter(ours).count());
+    assert_eq!(leftovers.unwrap_or(0), 0, "no checkpoint image of this master left");
+}
