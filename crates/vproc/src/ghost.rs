@@ -192,8 +192,7 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
                                 // Stdin read so far goes to the node first;
                                 // the next ghost reads the rest.
                                 if let Some(r) = reader.take() {
-                                    r.stop();
-                                    while let Ok(chunk) = stdin_rx.try_recv() {
+                                    for chunk in r.stop(&mut stdin_rx) {
                                         let (data, eof) = chunk.map_or((Bytes::new(), true), |d| (d, false));
                                         send(exec_in::Msg::Stdin(v1::StdioData { id: 0, stream: 0, data, eof }));
                                         stdin_done |= eof;
@@ -361,13 +360,27 @@ struct StdinReader {
 }
 
 impl StdinReader {
-    /// Stops the thread and waits for it: after this, every byte it took
-    /// from fd 0 is in the channel, and it takes no more.
-    fn stop(self) {
+    /// Stops the thread and waits for it, taking what it passes meanwhile
+    /// (it may be blocked handing over a chunk): returns every chunk (None:
+    /// EOF) it took from fd 0 that was not received yet. After this it
+    /// takes no more.
+    fn stop(self, rx: &mut mpsc::Receiver<Option<Bytes>>) -> Vec<Option<Bytes>> {
         use std::io::Write;
         let mut stop = self.stop;
         let _ = stop.write_all(b"x");
+        let mut chunks = Vec::new();
+        loop {
+            let finished = self.thread.is_finished();
+            while let Ok(chunk) = rx.try_recv() {
+                chunks.push(chunk);
+            }
+            if finished {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let _ = self.thread.join();
+        chunks
     }
 }
 
