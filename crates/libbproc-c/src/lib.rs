@@ -220,3 +220,134 @@ pub extern "C" fn bproc_rfork(node: c_int) -> c_int {
         Err(e) => fail(e.errno()),
     }
 }
+
+/// Copies a NULL-terminated array of C strings (none for a null pointer).
+///
+/// # Safety
+/// `list` is null or a NULL-terminated array of NUL-terminated strings.
+unsafe fn strings(list: *const *const c_char) -> Vec<std::ffi::CString> {
+    let mut out = Vec::new();
+    if list.is_null() {
+        return out;
+    }
+    for i in 0.. {
+        // SAFETY: the caller promises a NULL-terminated array.
+        let p = unsafe { *list.add(i) };
+        if p.is_null() {
+            break;
+        }
+        // SAFETY: each entry is a NUL-terminated string.
+        out.push(unsafe { CStr::from_ptr(p) }.to_owned());
+    }
+    out
+}
+
+/// Replaces the caller by `cmd` running on `node` (its PID and parent stay:
+/// the caller becomes the new process's ghost). Returns -1 and errno only
+/// on failure.
+///
+/// # Safety
+/// `cmd` is a C string; `argv` and `envp` are NULL-terminated arrays of them.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_execmove(
+    node: c_int,
+    cmd: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    if cmd.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: as the caller promises.
+    let (cmd, argv, envp) = unsafe { (CStr::from_ptr(cmd).to_owned(), strings(argv), strings(envp)) };
+    fail(migrate::execmove(node, &cmd, &argv, &envp).errno())
+}
+
+/// BProc's remote exec: here the same as [`bproc_execmove`] (both run the
+/// node's copy of the program).
+///
+/// # Safety
+/// As for [`bproc_execmove`].
+#[no_mangle]
+pub unsafe extern "C" fn bproc_rexec(
+    node: c_int,
+    cmd: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    // SAFETY: the same contract.
+    unsafe { bproc_execmove(node, cmd, argv, envp) }
+}
+
+/// Writes a vector call's per-node results into `pids` (PID, or -errno).
+///
+/// # Safety
+/// `pids` has room for `results.len()` ints.
+unsafe fn put_pids(pids: *mut c_int, results: &[Result<i32, i32>]) {
+    for (i, r) in results.iter().enumerate() {
+        // SAFETY: the caller gave nnodes slots; results has nnodes entries.
+        unsafe { *pids.add(i) = r.unwrap_or_else(|e| -e) };
+    }
+}
+
+/// Runs `cmd` on each of `nodes[0..nnodes]` as a child of the caller, with
+/// `BPROC_RANK` set to its index. Returns `nnodes`; `pids[i]` is the child's
+/// PID or minus the errno why node i got none.
+///
+/// # Safety
+/// `nodes` and `pids` have `nnodes` ints; `cmd`, `argv`, `envp` as for
+/// [`bproc_execmove`].
+#[no_mangle]
+pub unsafe extern "C" fn bproc_vexecmove(
+    nnodes: c_int,
+    nodes: *const c_int,
+    pids: *mut c_int,
+    cmd: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    if nnodes <= 0 || nodes.is_null() || pids.is_null() || cmd.is_null() {
+        return fail(libc::EINVAL);
+    }
+    // SAFETY: as the caller promises.
+    let (targets, cmd, argv, envp) = unsafe {
+        (
+            std::slice::from_raw_parts(nodes, nnodes as usize).to_vec(),
+            CStr::from_ptr(cmd).to_owned(),
+            strings(argv),
+            strings(envp),
+        )
+    };
+    match migrate::vexecmove(&targets, &cmd, &argv, &envp) {
+        Ok(results) => {
+            // SAFETY: pids has nnodes slots.
+            unsafe { put_pids(pids, &results) };
+            nnodes
+        }
+        Err(e) => fail(e.errno()),
+    }
+}
+
+/// Forks the caller onto each of `nodes[0..nnodes]`: returns `nnodes` in the
+/// caller (with `pids[i]` the child's PID or minus an errno) and its index in
+/// `nodes` in each child.
+///
+/// # Safety
+/// `nodes` and `pids` have `nnodes` ints.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_vrfork(nnodes: c_int, nodes: *const c_int, pids: *mut c_int) -> c_int {
+    if nnodes <= 0 || nodes.is_null() || pids.is_null() {
+        return fail(libc::EINVAL);
+    }
+    // SAFETY: nodes has nnodes ints.
+    let targets = unsafe { std::slice::from_raw_parts(nodes, nnodes as usize) }.to_vec();
+    match migrate::vrfork(&targets) {
+        Ok(migrate::VForked::Parent { pids: results }) => {
+            // SAFETY: pids has nnodes slots.
+            unsafe { put_pids(pids, &results) };
+            nnodes
+        }
+        Ok(migrate::VForked::Child { rank }) => rank as c_int,
+        Err(e) => fail(e.errno()),
+    }
+}

@@ -251,3 +251,140 @@ pub fn rfork(node: i32) -> Result<Forked, BprocError> {
         }
     }
 }
+
+/// The environment entry BProc fills with a child's rank in vector calls.
+pub const RANK_PLACEHOLDER: &[u8] = b"BPROC_RANK=XXXXXXX";
+
+/// `envp` for the child of rank `rank`: BProc's placeholder
+/// `BPROC_RANK=XXXXXXX` becomes the rank in seven digits, and without one a
+/// `BPROC_RANK` entry is added.
+pub fn ranked_env(envp: &[CString], rank: usize) -> Vec<CString> {
+    let entry = CString::new(format!("BPROC_RANK={rank:07}")).unwrap_or_default();
+    let mut out: Vec<CString> =
+        envp.iter().map(|e| if e.as_bytes() == RANK_PLACEHOLDER { entry.clone() } else { e.clone() }).collect();
+    if !out.iter().any(|e| e.as_bytes().starts_with(b"BPROC_RANK=")) {
+        out.push(entry);
+    }
+    out
+}
+
+/// Checks that the caller may start processes on `node` now (the master
+/// checks again): the error BProc gives before any process is made.
+fn check_node(nodes: &[crate::NodeStatus], node: i32) -> Result<(), BprocError> {
+    let n = usize::try_from(node)
+        .ok()
+        .and_then(|i| nodes.iter().find(|n| n.node as usize == i))
+        .ok_or_else(|| BprocError::NoSuchNode(format!("node {node}: no such node")))?;
+    if n.state != "up" {
+        return Err(BprocError::NodeDown(format!("node {node} is {}", n.state)));
+    }
+    Ok(())
+}
+
+fn node_table() -> Result<Vec<crate::NodeStatus>, BprocError> {
+    block_on(async { Client::connect().await?.nodes().await })
+}
+
+/// The ghost's command line and environment for running `cmd argv...` on
+/// `node` (the ghost runs its own argv there, so argv[0] becomes `cmd`).
+fn execmove_plan(node: i32, cmd: &CString, argv: &[CString], envp: &[CString]) -> (Vec<CString>, Vec<CString>) {
+    let mut args = vec![cmd.clone()];
+    args.extend(argv.iter().skip(1).cloned());
+    let mut env: Vec<CString> =
+        envp.iter().filter(|e| !e.as_bytes().starts_with(GHOST_ENV.as_bytes())).cloned().collect();
+    let spec = GhostSpec::start(node.max(0) as u32, false, false);
+    if let Ok(e) = CString::new(format!("{GHOST_ENV}={}", spec.encode())) {
+        env.push(e);
+    }
+    (args, env)
+}
+
+fn exec_ghost(args: &[CString], env: &[CString]) -> BprocError {
+    let program = match CString::new(ghost_program().as_os_str().as_bytes()) {
+        Ok(p) => p,
+        Err(_) => return BprocError::System("the ghost's path contains a NUL byte".into()),
+    };
+    let argp: Vec<*const libc::c_char> =
+        args.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let envp: Vec<*const libc::c_char> =
+        env.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    // SAFETY: NULL-terminated arrays of pointers into CStrings that outlive the call.
+    unsafe { libc::execve(program.as_ptr(), argp.as_ptr(), envp.as_ptr()) };
+    BprocError::System(format!("exec {}: {}", ghost_program().display(), std::io::Error::last_os_error()))
+}
+
+/// Replaces the caller by `cmd` (with `argv` and `envp`) running on `node`:
+/// the caller becomes the new process's ghost, so its PID and parent stay.
+/// Returns only on failure (bad or down node, no ghost program). The
+/// program must exist on the node (nothing is copied). `rexec` is the same
+/// here: both run the node's copy of the program.
+pub fn execmove(node: i32, cmd: &CString, argv: &[CString], envp: &[CString]) -> BprocError {
+    if let Err(e) = node_table().and_then(|t| check_node(&t, node)) {
+        return e;
+    }
+    let (args, env) = execmove_plan(node, cmd, argv, envp);
+    exec_ghost(&args, &env)
+}
+
+/// What a vector call gives the caller: per node, the child's PID or the
+/// errno that kept it from starting.
+pub type Pids = Vec<Result<i32, i32>>;
+
+/// Runs `cmd` on every node of `nodes` as a child of the caller (each with
+/// `BPROC_RANK` = its index, see [`ranked_env`]). Returns, per node, the
+/// child's PID or the errno why not; a down or unknown node does not keep
+/// the others from running.
+pub fn vexecmove(nodes: &[i32], cmd: &CString, argv: &[CString], envp: &[CString]) -> Result<Pids, BprocError> {
+    let table = node_table()?;
+    let mut pids = Vec::with_capacity(nodes.len());
+    for (rank, &node) in nodes.iter().enumerate() {
+        if let Err(e) = check_node(&table, node) {
+            pids.push(Err(e.errno()));
+            continue;
+        }
+        let (args, env) = execmove_plan(node, cmd, argv, &ranked_env(envp, rank));
+        let program = CString::new(ghost_program().as_os_str().as_bytes())
+            .map_err(|_| BprocError::System("the ghost's path contains a NUL byte".into()))?;
+        let argp: Vec<*const libc::c_char> =
+            args.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let envp_ptrs: Vec<*const libc::c_char> =
+            env.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        // SAFETY: the child only calls execve and _exit on memory prepared above.
+        match unsafe { libc::fork() } {
+            -1 => pids.push(Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN))),
+            0 => {
+                // SAFETY: as above; NULL-terminated arrays into live CStrings.
+                unsafe {
+                    libc::execve(program.as_ptr(), argp.as_ptr(), envp_ptrs.as_ptr());
+                    libc::_exit(255)
+                }
+            }
+            pid => pids.push(Ok(pid)),
+        }
+    }
+    Ok(pids)
+}
+
+/// Which side of a [`vrfork`] returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VForked {
+    /// The caller, with per node the child's PID or the errno why not.
+    Parent { pids: Pids },
+    /// The copy on `nodes[rank]`.
+    Child { rank: usize },
+}
+
+/// Forks the caller onto every node of `nodes` (see [`rfork`]); a node that
+/// cannot take a copy gets its errno and the others still run. Each copy
+/// learns its index in `nodes`.
+pub fn vrfork(nodes: &[i32]) -> Result<VForked, BprocError> {
+    let mut pids = Vec::with_capacity(nodes.len());
+    for (rank, &node) in nodes.iter().enumerate() {
+        match rfork(node) {
+            Ok(Forked::Child) => return Ok(VForked::Child { rank }),
+            Ok(Forked::Parent { pid }) => pids.push(Ok(pid)),
+            Err(e) => pids.push(Err(e.errno())),
+        }
+    }
+    Ok(VForked::Parent { pids })
+}

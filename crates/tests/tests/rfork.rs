@@ -116,3 +116,76 @@ fn rfork_to_a_bad_node_fails_with_bprocs_errno_and_leaves_nothing() {
     let leftovers = std::fs::read_dir("/run/bproc/images").map(|d| d.flatten().filter(ours).count());
     assert_eq!(leftovers.unwrap_or(0), 0, "no checkpoint image of this master left");
 }
+
+/// The vector test program (`c/vector.c`), built with `cc prog.c -lbproc`.
+fn vector_program(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/vector.c");
+    let out = dir.join("vector");
+    let cc = Command::new("cc").arg(&src).arg("-o").arg(&out).arg("-lbproc").output().expect("run cc");
+    assert!(
+        cc.status.success(),
+        "cc vector.c -lbproc failed (bash x.sh setup installs libbproc): {}",
+        text(&cc.stderr)
+    );
+    out
+}
+
+fn run_vector(c: &tests::Cluster, program: &Path, args: &[&str]) -> (String, std::process::ExitStatus) {
+    let out = Command::new(program)
+        .args(args)
+        .env("BPROC_SOCKET", c.socket_path())
+        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the vector program");
+    (text(&out.stdout), out.status)
+}
+
+/// A cluster of nine nodes whose last one is down.
+fn nine_nodes_one_down() -> tests::Cluster {
+    let c = cluster(9);
+    c.kill_slave(8, libc::SIGKILL).expect("kill node 8's slave");
+    c.wait_node_state(8, "down", Duration::from_secs(10)).expect("node 8 down");
+    c
+}
+
+const NODES: [&str; 9] = ["0", "1", "2", "3", "4", "5", "6", "7", "8"];
+
+#[test]
+fn vrfork_to_eight_nodes_gives_eight_waitable_children_and_an_errno_for_a_down_node() {
+    let c = nine_nodes_one_down();
+    let program = vector_program(c.state_dir());
+    let mut args = vec!["vrfork"];
+    args.extend(NODES);
+    let (out, status) = run_vector(&c, &program, &args);
+    assert!(status.success(), "{out}");
+    for i in 0..8 {
+        assert!(out.contains(&format!("vrfork child {i} on node {i} pid ")), "child {i} on its own node:\n{out}");
+        assert!(out.contains(&format!("pids[{i}] = 0\n")), "a PID for node {i}:\n{out}");
+        assert!(out.contains(&format!("child {i} exit {}\n", 10 + i)), "child {i} waited for:\n{out}");
+    }
+    assert!(out.contains("pids[8] = -301 Node is down"), "the down node's slot:\n{out}");
+    wait_for("the master to forget them", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
+}
+
+#[test]
+fn execmove_and_vexecmove_run_programs_on_nodes_with_bproc_rank() {
+    let c = nine_nodes_one_down();
+    let program = vector_program(c.state_dir());
+    // execmove: the caller becomes the program on node 3, keeping its PID.
+    let (out, status) = run_vector(&c, &program, &["execmove", "3"]);
+    let caller = out.lines().find_map(|l| l.strip_prefix("caller pid ")).expect("caller pid");
+    assert!(out.contains(&format!("execmove pid {caller} on n3\n")), "{out}");
+    assert_eq!(status.code(), Some(9), "the caller ends as the program did");
+    // vexecmove: one program per node, ranked; the down node gets its errno.
+    let mut args = vec!["vexecmove"];
+    args.extend(NODES);
+    let (out, status) = run_vector(&c, &program, &args);
+    assert!(status.success(), "{out}");
+    for i in 0..8 {
+        assert!(out.contains(&format!("rank {i:07} on n{i}\n")), "rank {i} on node {i}:\n{out}");
+        assert!(out.contains(&format!("child {i} exit {}\n", 10 + i)), "{out}");
+    }
+    assert!(out.contains("pids[8] = -301 Node is down"), "{out}");
+    wait_for("the master to forget them", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
+}

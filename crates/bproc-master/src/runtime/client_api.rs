@@ -182,7 +182,7 @@ impl MasterService {
             h.may_attach(cred.pid, cred.uid).map_err(Status::permission_denied)?;
             h.gen += 1;
             h.ghost = Some(cred.pid);
-            h.waiting_since = None;
+            h.attach_by = None;
             for msg in h.pending.drain(..) {
                 let _ = tx.send(Ok(msg));
             }
@@ -323,7 +323,7 @@ async fn read_client(shared: Arc<Shared>, id: ProcId, gen: u64, mut inbound: Str
                     if let Some(tx) = h.tx.take() {
                         let _ = tx.send(Ok(convert::exec_out(exec_out::Msg::Detached(v1::Detached {}))));
                         held = Some(tx);
-                        h.waiting_since = Some(std::time::Instant::now());
+                        h.attach_by = Some(std::time::Instant::now() + super::ATTACH_TIMEOUT);
                     }
                 }
             }

@@ -40,7 +40,7 @@ pub fn start(shared: Arc<Shared>) {
                         st.apply(effect.into_iter().collect());
                     }
                 }
-                Ok(Event::Exit { pid, .. }) => shared.lock().ghost_exited(pid as i32),
+                Ok(Event::Exit { pid, .. }) => shared.lock().ghost_exited(pid as i32, std::time::Instant::now()),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "eBPF event stream failed");

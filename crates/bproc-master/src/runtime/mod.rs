@@ -40,6 +40,9 @@ struct SlaveHandle {
 /// ghost has not forked one, a ghost re-exec'ing itself) before it is killed.
 /// The master's probes usually see the ghost die much sooner.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the ghost of a forked process may take to attach once its
+/// parent's ghost (which forks it) is gone.
+const ORPHAN_GRACE: Duration = Duration::from_secs(5);
 
 /// The client side of one process: its ghost's stream, or, while it has no
 /// ghost, what is held for the next one.
@@ -60,8 +63,9 @@ struct ClientHandle {
     /// as, and the PID of its parent's ghost (which forks it).
     uid: u32,
     parent_ghost: Option<i32>,
-    /// When it last lost (or never had) its ghost.
-    waiting_since: Option<Instant>,
+    /// While it has no ghost: when it is given up (and killed) if none
+    /// has attached.
+    attach_by: Option<Instant>,
     /// Stdin bytes sent to the node and not yet acknowledged by it.
     stdin_outstanding: u64,
 }
@@ -76,7 +80,7 @@ impl ClientHandle {
             ghost,
             uid,
             parent_ghost: None,
-            waiting_since: None,
+            attach_by: None,
             stdin_outstanding: 0,
         }
     }
@@ -97,7 +101,7 @@ impl ClientHandle {
             ghost: None,
             uid,
             parent_ghost,
-            waiting_since: Some(now),
+            attach_by: Some(now + ATTACH_TIMEOUT),
             stdin_outstanding: 0,
         }
     }
@@ -211,18 +215,20 @@ impl State {
     }
 
     /// The ghost with PID `pid` died (the master's probe saw it). A process
-    /// waiting for that ghost to come back (re-exec) or to fork its ghost
-    /// (a parent's) will not get one: it is killed.
-    fn ghost_exited(&mut self, pid: i32) {
-        let orphaned: Vec<ProcId> = self
-            .clients
-            .iter()
-            .filter(|(_, h)| {
-                h.tx.is_none() && (h.ghost == Some(pid) || (h.ghost.is_none() && h.parent_ghost == Some(pid)))
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in orphaned {
+    /// waiting for that ghost to come back (re-exec) will not get one: it is
+    /// killed. The ghosts of processes its process forked may have been
+    /// forked already and be on their way: they get a short grace.
+    fn ghost_exited(&mut self, pid: i32, now: Instant) {
+        let mut gone = Vec::new();
+        for (id, h) in self.clients.iter_mut().filter(|(_, h)| h.tx.is_none()) {
+            if h.ghost == Some(pid) {
+                gone.push(*id);
+            } else if h.ghost.is_none() && h.parent_ghost == Some(pid) {
+                let grace = now + ORPHAN_GRACE;
+                h.attach_by = Some(h.attach_by.map_or(grace, |t| t.min(grace)));
+            }
+        }
+        for id in gone {
             tracing::debug!(id, ghost = pid, "the process's ghost is gone");
             self.drop_client(id);
         }
@@ -233,7 +239,7 @@ impl State {
         let stale: Vec<ProcId> = self
             .clients
             .iter()
-            .filter(|(_, h)| h.tx.is_none() && h.waiting_since.is_some_and(|t| now.duration_since(t) > ATTACH_TIMEOUT))
+            .filter(|(_, h)| h.tx.is_none() && h.attach_by.is_some_and(|t| now > t))
             .map(|(id, _)| *id)
             .collect();
         for id in stale {

@@ -44,6 +44,17 @@ const char *bproc_strerror(int err);
 /* Processes on nodes. bproc_rfork returns the child's (global) PID in the
  * caller, 0 in the copy on the node, and -1 with errno on failure. */
 int bproc_rfork(int node);
+int bproc_vrfork(int nnodes, int *nodes, int *pids);
+
+/* Run a program on a node in place of the caller (which keeps its PID and
+ * parent: it becomes the ghost). They return only on failure. The program
+ * must exist on the node. */
+int bproc_execmove(int node, const char *cmd, char *const argv[], char *const envp[]);
+int bproc_rexec(int node, const char *cmd, char *const argv[], char *const envp[]);
+/* One child per node, each with BPROC_RANK set to its index (an entry
+ * BPROC_RANK=XXXXXXX in envp is filled in; without one it is added).
+ * Returns nnodes; pids[i] is the child's PID or minus an errno. */
+int bproc_vexecmove(int nnodes, int *nodes, int *pids, const char *cmd, char *const argv[], char *const envp[]);
 
 #ifdef __cplusplus
 }
