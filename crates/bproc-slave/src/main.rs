@@ -52,6 +52,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sys::sethostname(name).map_err(|e| anyhow::anyhow!("cannot set hostname {name}: {e}"))?;
     }
     sys::raise_nofile_limit();
+    if let Err(e) = sys::prepare_restore_dir() {
+        tracing::warn!(error = %e, dir = sys::RESTORE_DIR, "cannot prepare the restore directory");
+    }
     if let Err(e) = sys::publish_node_number(args.node) {
         tracing::warn!(error = %e, "cannot publish the node number: bproc_currnode() will not know this node");
     }

@@ -22,7 +22,7 @@ pub struct ImageDir(PathBuf);
 
 impl ImageDir {
     pub fn new() -> Result<Self, String> {
-        let base = std::env::temp_dir().join("bproc-restore-XXXXXX");
+        let base = Path::new(crate::sys::RESTORE_DIR).join("image-XXXXXX");
         nix::unistd::mkdtemp(&base).map(ImageDir).map_err(|e| format!("mkdtemp: {e}"))
     }
 

@@ -290,6 +290,32 @@ pub fn publish_node_number(node: u32) -> io::Result<()> {
     std::fs::write(format!("{NODE_FILE_DIR}/number"), format!("{node}\n"))
 }
 
+/// Where a node keeps the checkpoint images it is restoring.
+pub const RESTORE_DIR: &str = "/run/bproc/restore";
+
+/// Makes [`RESTORE_DIR`] ready. A slave that is PID 1 of a namespace node
+/// mounts a tmpfs there in its own mount namespace, so whatever a killed
+/// slave leaves in it goes with the namespace; elsewhere what an earlier
+/// slave left is removed.
+pub fn prepare_restore_dir() -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    std::fs::create_dir_all(RESTORE_DIR)?;
+    if std::process::id() == 1 {
+        return mount(
+            Some("bproc-restore"),
+            RESTORE_DIR,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=0700"),
+        )
+        .map_err(io::Error::from);
+    }
+    for entry in std::fs::read_dir(RESTORE_DIR)?.flatten() {
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define BUF (64 << 20)
+/* The buffer: 64 MB, or RFORK_MB megabytes. */
+static size_t BUF = 64 << 20;
 
 int main(int argc, char **argv) {
     if (argc != 3 && argc != 4) {
@@ -21,6 +22,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     int node = atoi(argv[1]);
+    if (getenv("RFORK_MB"))
+        BUF = (size_t)atoi(getenv("RFORK_MB")) << 20;
     unsigned char *buf = malloc(BUF);
     for (size_t i = 0; i < BUF; i++)
         buf[i] = (unsigned char)(i * 7 + 3);

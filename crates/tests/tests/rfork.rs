@@ -189,3 +189,46 @@ fn execmove_and_vexecmove_run_programs_on_nodes_with_bproc_rank() {
     assert!(out.contains("pids[8] = -301 Node is down"), "{out}");
     wait_for("the master to forget them", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
 }
+
+#[test]
+fn killing_the_slave_during_a_one_gib_migration_fails_the_rfork_and_leaves_nothing() {
+    let mut c = cluster(2);
+    let program = rfork_program(c.state_dir());
+    let master = c.master_pid().expect("the master's pid");
+    let mut parent = Command::new(&program)
+        .args(["1", "/etc/services"])
+        .env("RFORK_MB", "1024")
+        .env("BPROC_SOCKET", c.socket_path())
+        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the rfork program");
+    // The image is dumped; the node is fetching and restoring it: kill the node's slave now.
+    wait_for("the 1 GiB checkpoint to be written", Duration::from_secs(60), || {
+        let dirs = std::fs::read_dir("/run/bproc/images").ok()?;
+        dirs.flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{master}-")))
+            // CRIU writes its statistics last.
+            .find(|e| e.path().join("stats-dump").exists())
+            .map(|_| ())
+    });
+    c.kill_slave(1, libc::SIGKILL).expect("kill node 1's slave");
+    let out = collect(&mut parent, Duration::from_secs(60), "the rfork program");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "rfork failed: {stdout} {}", text(&out.stderr));
+    assert!(stdout.contains("errno 303 (Slave node died)"), "{stdout}");
+    // No ghost or zombie (the program reaped its child), nothing in the tables, no image.
+    assert!(remote_processes(&c).is_empty());
+    let ours = |e: &std::fs::DirEntry| e.file_name().to_string_lossy().starts_with(&format!("{master}-"));
+    wait_for("the image to be removed", Duration::from_secs(20), || {
+        (std::fs::read_dir("/run/bproc/images").map(|d| d.flatten().filter(ours).count()).unwrap_or(0) == 0)
+            .then_some(())
+    });
+    // The node comes back and works.
+    c.start_slave(1).expect("restart the slave");
+    c.wait_node_state(1, "up", Duration::from_secs(20)).expect("node 1 up again");
+    let ok = Command::new(c.bin("bpsh")).args(["1", "true"]).env("BPROC_SOCKET", c.socket_path()).status();
+    assert!(ok.expect("bpsh").success());
+}
