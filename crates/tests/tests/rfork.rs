@@ -23,6 +23,28 @@ fn rfork_program(dir: &Path) -> PathBuf {
     out
 }
 
+/// The two front ends of the same checks: the C API (a program built with
+/// `cc -lbproc`) and the Rust API (`bproc-rfork-rs`).
+#[derive(Clone, Copy, Debug)]
+enum Api {
+    C,
+    Rust,
+}
+
+/// `MODE args...` of the rfork program of `api` (rfork.c takes no mode word).
+fn rfork_command(c: &tests::Cluster, api: Api) -> Command {
+    let mut cmd = match api {
+        Api::C => Command::new(rfork_program(c.state_dir())),
+        Api::Rust => {
+            let mut cmd = Command::new(c.bin("bproc-rfork-rs"));
+            cmd.arg("rfork");
+            cmd
+        }
+    };
+    cmd.env("BPROC_SOCKET", c.socket_path()).env("BPROC_GHOST_BIN", c.bin("bpghost"));
+    cmd
+}
+
 fn ppid(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()
@@ -36,15 +58,21 @@ fn read_line(r: &mut impl BufRead) -> String {
 
 #[test]
 fn a_c_program_rforks_itself_onto_a_node_with_its_memory_files_and_pid() {
+    rforks_itself_onto_a_node_with_its_memory_files_and_pid(Api::C);
+}
+
+#[test]
+fn a_rust_program_rforks_itself_onto_a_node_with_its_memory_files_and_pid() {
+    rforks_itself_onto_a_node_with_its_memory_files_and_pid(Api::Rust);
+}
+
+fn rforks_itself_onto_a_node_with_its_memory_files_and_pid(api: Api) {
     let c = cluster(2);
-    let program = rfork_program(c.state_dir());
     let gate = c.state_dir().join("gate");
-    let mut parent = Command::new(&program)
+    let mut parent = rfork_command(&c, api)
         .arg("1")
         .arg("/etc/services")
         .arg(&gate)
-        .env("BPROC_SOCKET", c.socket_path())
-        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -86,29 +114,30 @@ fn a_c_program_rforks_itself_onto_a_node_with_its_memory_files_and_pid() {
 fn rfork_to_a_bad_node_fails_with_bprocs_errno_and_leaves_nothing() {
     // Node 0 lets only its owner (root) and group 0 run processes.
     let c = tests::cluster_with_config(2, Some("[[node]]\nnumber = 0\nmode = 0o110\n"));
-    let program = rfork_program(c.state_dir());
     c.kill_slave(1, libc::SIGKILL).expect("kill node 1's slave");
     c.wait_node_state(1, "down", Duration::from_secs(10)).expect("node 1 down");
-    let run = |node: &str, uid: Option<u32>| {
-        let mut cmd = match uid {
-            Some(uid) => {
-                let mut cmd = Command::new("setpriv");
-                cmd.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into()]).arg(&program);
-                cmd
-            }
-            None => Command::new(&program),
+    for api in [Api::C, Api::Rust] {
+        let run = |node: &str, uid: Option<u32>| {
+            let prepared = rfork_command(&c, api);
+            let mut cmd = match uid {
+                Some(uid) => {
+                    let mut cmd = Command::new("setpriv");
+                    cmd.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into()]);
+                    cmd.arg(prepared.get_program()).args(prepared.get_args());
+                    cmd.env("BPROC_SOCKET", c.socket_path()).env("BPROC_GHOST_BIN", c.bin("bpghost"));
+                    cmd
+                }
+                None => prepared,
+            };
+            let out = cmd.args([node, "/etc/services"]).stdin(Stdio::null()).output().expect("run the rfork program");
+            assert_eq!(out.status.code(), Some(3), "{api:?}: {} {}", text(&out.stdout), text(&out.stderr));
+            text(&out.stdout)
         };
-        cmd.args([node, "/etc/services"])
-            .env("BPROC_SOCKET", c.socket_path())
-            .env("BPROC_GHOST_BIN", c.bin("bpghost"))
-            .stdin(Stdio::null());
-        let out = cmd.output().expect("run the rfork program");
-        assert_eq!(out.status.code(), Some(3), "rfork fails: {} {}", text(&out.stdout), text(&out.stderr));
-        text(&out.stdout)
-    };
-    assert!(run("7", None).contains("errno 300 (Invalid node number)"), "out of range");
-    assert!(run("1", None).contains("errno 301 (Node is down)"), "down");
-    assert!(run("0", Some(4242)).contains(&format!("errno {} (", libc::EPERM)), "no permission");
+        assert!(run("7", None).contains("errno 300 (Invalid node number)"), "{api:?}: out of range");
+        assert!(run("1", None).contains("errno 301 (Node is down)"), "{api:?}: down");
+        let denied = run("0", Some(4242));
+        assert!(denied.contains(&format!("errno {} (", libc::EPERM)), "{api:?}: no permission: {denied}");
+    }
     // Nothing left: no ghost, no zombie here, no process or image anywhere.
     assert!(remote_processes(&c).is_empty());
     let master = c.master_pid().expect("the master's pid");
@@ -128,6 +157,14 @@ fn vector_program(dir: &Path) -> PathBuf {
         text(&cc.stderr)
     );
     out
+}
+
+/// The vector program of `api`.
+fn vector(c: &tests::Cluster, api: Api) -> PathBuf {
+    match api {
+        Api::C => vector_program(c.state_dir()),
+        Api::Rust => c.bin("bproc-rfork-rs"),
+    }
 }
 
 fn run_vector(c: &tests::Cluster, program: &Path, args: &[&str]) -> (String, std::process::ExitStatus) {
@@ -154,40 +191,48 @@ const NODES: [&str; 9] = ["0", "1", "2", "3", "4", "5", "6", "7", "8"];
 #[test]
 fn vrfork_to_eight_nodes_gives_eight_waitable_children_and_an_errno_for_a_down_node() {
     let c = nine_nodes_one_down();
-    let program = vector_program(c.state_dir());
-    let mut args = vec!["vrfork"];
-    args.extend(NODES);
-    let (out, status) = run_vector(&c, &program, &args);
-    assert!(status.success(), "{out}");
-    for i in 0..8 {
-        assert!(out.contains(&format!("vrfork child {i} on node {i} pid ")), "child {i} on its own node:\n{out}");
-        assert!(out.contains(&format!("pids[{i}] = 0\n")), "a PID for node {i}:\n{out}");
-        assert!(out.contains(&format!("child {i} exit {}\n", 10 + i)), "child {i} waited for:\n{out}");
+    for api in [Api::C, Api::Rust] {
+        let program = vector(&c, api);
+        let mut args = vec!["vrfork"];
+        args.extend(NODES);
+        let (out, status) = run_vector(&c, &program, &args);
+        assert!(status.success(), "{api:?}: {out}");
+        for i in 0..8 {
+            assert!(out.contains(&format!("vrfork child {i} on node {i} pid ")), "child {i} on its own node:\n{out}");
+            assert!(out.contains(&format!("pids[{i}] = 0\n")), "a PID for node {i}:\n{out}");
+            assert!(out.contains(&format!("child {i} exit {}\n", 10 + i)), "child {i} waited for:\n{out}");
+        }
+        assert!(out.contains("pids[8] = -301 Node is down"), "the down node's slot:\n{out}");
+        wait_for("the master to forget them", Duration::from_secs(10), || {
+            remote_processes(&c).is_empty().then_some(())
+        });
     }
-    assert!(out.contains("pids[8] = -301 Node is down"), "the down node's slot:\n{out}");
-    wait_for("the master to forget them", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
 }
 
 #[test]
 fn execmove_and_vexecmove_run_programs_on_nodes_with_bproc_rank() {
     let c = nine_nodes_one_down();
-    let program = vector_program(c.state_dir());
-    // execmove: the caller becomes the program on node 3, keeping its PID.
-    let (out, status) = run_vector(&c, &program, &["execmove", "3"]);
-    let caller = out.lines().find_map(|l| l.strip_prefix("caller pid ")).expect("caller pid");
-    assert!(out.contains(&format!("execmove pid {caller} on n3\n")), "{out}");
-    assert_eq!(status.code(), Some(9), "the caller ends as the program did");
-    // vexecmove: one program per node, ranked; the down node gets its errno.
-    let mut args = vec!["vexecmove"];
-    args.extend(NODES);
-    let (out, status) = run_vector(&c, &program, &args);
-    assert!(status.success(), "{out}");
-    for i in 0..8 {
-        assert!(out.contains(&format!("rank {i:07} on n{i}\n")), "rank {i} on node {i}:\n{out}");
-        assert!(out.contains(&format!("child {i} exit {}\n", 10 + i)), "{out}");
+    for api in [Api::C, Api::Rust] {
+        let program = vector(&c, api);
+        // execmove: the caller becomes the program on node 3, keeping its PID.
+        let (out, status) = run_vector(&c, &program, &["execmove", "3"]);
+        let caller = out.lines().find_map(|l| l.strip_prefix("caller pid ")).expect("caller pid");
+        assert!(out.contains(&format!("execmove pid {caller} on n3\n")), "{out}");
+        assert_eq!(status.code(), Some(9), "the caller ends as the program did");
+        // vexecmove: one program per node, ranked; the down node gets its errno.
+        let mut args = vec!["vexecmove"];
+        args.extend(NODES);
+        let (out, status) = run_vector(&c, &program, &args);
+        assert!(status.success(), "{out}");
+        for i in 0..8 {
+            assert!(out.contains(&format!("rank {i:07} on n{i}\n")), "rank {i} on node {i}:\n{out}");
+            assert!(out.contains(&format!("child {i} exit {}\n", 10 + i)), "{out}");
+        }
+        assert!(out.contains("pids[8] = -301 Node is down"), "{out}");
+        wait_for("the master to forget them", Duration::from_secs(10), || {
+            remote_processes(&c).is_empty().then_some(())
+        });
     }
-    assert!(out.contains("pids[8] = -301 Node is down"), "{out}");
-    wait_for("the master to forget them", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
 }
 
 #[test]

@@ -1,0 +1,162 @@
+//! The Rust twin of `c/rfork.c` and `c/vector.c`: the same checks through
+//! libbproc's Rust API (`libbproc::migrate`), with the same output, so the
+//! end-to-end tests run both.
+//!
+//! Usage: `bproc-rfork-rs rfork NODE FILE [GATE]` (buffer: 64 MB or
+//! `RFORK_MB`), `bproc-rfork-rs execmove NODE`, `bproc-rfork-rs vexecmove
+//! NODE...`, `bproc-rfork-rs vrfork NODE...`.
+
+use std::ffi::CString;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+
+use libbproc::migrate::{self, Forked, VForked};
+
+fn pattern(i: usize) -> u8 {
+    (i.wrapping_mul(7) + 3) as u8
+}
+
+fn strerror(errno: i32) -> String {
+    match errno {
+        300 => "Invalid node number".into(),
+        301 => "Node is down".into(),
+        302 => "Move to same node".into(),
+        303 => "Slave node died".into(),
+        e => std::io::Error::from_raw_os_error(e).to_string().split(" (os error").next().unwrap_or("").to_string(),
+    }
+}
+
+fn wait(pid: i32) -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child writes only `status`.
+    (unsafe { libc::waitpid(pid, &mut status, 0) } == pid).then(|| {
+        if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        }
+    })
+}
+
+fn rfork(node: i32, file: &str, gate: Option<&str>) -> i32 {
+    let mb: usize = std::env::var("RFORK_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let buf: Vec<u8> = (0..mb << 20).map(pattern).collect();
+    let mut f = std::fs::File::open(file).expect("open");
+    let size = f.metadata().expect("stat").len();
+    let mut half = vec![0u8; (size / 2) as usize];
+    f.read_exact(&mut half).expect("read");
+    let me = std::process::id();
+    match migrate::rfork(node) {
+        Err(e) => {
+            println!("rfork failed: errno {} ({})", e.errno(), strerror(e.errno()));
+            3
+        }
+        Ok(Forked::Child) => {
+            for _ in 0..3000 {
+                if gate.is_none_or(|g| std::path::Path::new(g).exists()) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let intact = buf.iter().enumerate().all(|(i, b)| *b == pattern(i));
+            let offset = f.seek(SeekFrom::Current(0)).expect("seek");
+            println!(
+                "child: node {} pid {} ppid-was {me} buffer {} offset {offset} of {size}",
+                migrate::currnode(),
+                std::process::id(),
+                if intact { "intact" } else { "CORRUPT" }
+            );
+            42
+        }
+        Ok(Forked::Parent { pid }) => {
+            println!("parent: child {pid}");
+            let code = wait(pid).unwrap_or(-1);
+            println!("parent: status exited=1 code={code}");
+            0
+        }
+    }
+}
+
+fn cstrings<'a>(items: impl IntoIterator<Item = &'a str>) -> Vec<CString> {
+    items.into_iter().map(|s| CString::new(s).expect("no NUL")).collect()
+}
+
+fn environ() -> Vec<CString> {
+    std::env::vars_os()
+        .map(|(k, v)| {
+            let mut e = k.as_bytes().to_vec();
+            e.push(b'=');
+            e.extend_from_slice(v.as_bytes());
+            CString::new(e).expect("no NUL")
+        })
+        .collect()
+}
+
+fn report(pids: &[Result<i32, i32>]) {
+    for (i, p) in pids.iter().enumerate() {
+        match p {
+            Ok(_) => println!("pids[{i}] = 0"),
+            Err(e) => println!("pids[{i}] = -{e} {}", strerror(*e)),
+        }
+    }
+    for (i, p) in pids.iter().enumerate() {
+        if let Ok(pid) = p {
+            match wait(*pid) {
+                Some(code) => println!("child {i} exit {code}"),
+                None => println!("waitpid {pid} failed"),
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let nodes: Vec<i32> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let code = match args.first().map(String::as_str) {
+        Some("rfork") if args.len() >= 3 => rfork(nodes[0], &args[2], args.get(3).map(String::as_str)),
+        Some("execmove") => {
+            println!("caller pid {}", std::process::id());
+            let argv = cstrings(["sh", "-c", "echo execmove pid $$ on $(hostname); exit 9"]);
+            let e = migrate::execmove(nodes[0], &argv[0], &argv, &environ());
+            println!("execmove failed: {}", strerror(e.errno()));
+            3
+        }
+        Some("vexecmove") => {
+            let argv =
+                cstrings(["sh", "-c", "echo rank $BPROC_RANK on $(hostname); exit $((10 + ${BPROC_RANK#000000}))"]);
+            let mut env = environ();
+            env.push(CString::new(migrate::RANK_PLACEHOLDER).expect("no NUL"));
+            match migrate::vexecmove(&nodes, &argv[0], &argv, &env) {
+                Ok(pids) => {
+                    report(&pids);
+                    0
+                }
+                Err(e) => {
+                    println!("vexecmove failed: {}", strerror(e.errno()));
+                    3
+                }
+            }
+        }
+        Some("vrfork") => match migrate::vrfork(&nodes) {
+            Ok(VForked::Child { rank }) => {
+                println!("vrfork child {rank} on node {} pid {}", migrate::currnode(), std::process::id());
+                10 + rank as i32
+            }
+            Ok(VForked::Parent { pids }) => {
+                report(&pids);
+                0
+            }
+            Err(e) => {
+                println!("vrfork failed: {}", strerror(e.errno()));
+                3
+            }
+        },
+        _ => {
+            eprintln!(
+                "usage: bproc-rfork-rs rfork NODE FILE [GATE] | execmove NODE | vexecmove NODE... | vrfork NODE..."
+            );
+            2
+        }
+    };
+    std::process::exit(code)
+}
