@@ -7,7 +7,7 @@
 //! NODE...`, `bproc-rfork-rs vrfork NODE...`.
 
 use std::ffi::CString;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek};
 use std::os::unix::ffi::OsStrExt;
 
 use libbproc::migrate::{self, Forked, VForked};
@@ -59,7 +59,7 @@ fn rfork(node: i32, file: &str, gate: Option<&str>) -> i32 {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             let intact = buf.iter().enumerate().all(|(i, b)| *b == pattern(i));
-            let offset = f.seek(SeekFrom::Current(0)).expect("seek");
+            let offset = f.stream_position().expect("seek");
             println!(
                 "child: node {} pid {} ppid-was {me} buffer {} offset {offset} of {size}",
                 migrate::currnode(),
