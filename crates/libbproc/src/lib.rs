@@ -1,11 +1,23 @@
 //! # libbproc
 //!
-//! The bproc-rs client library: it talks to the master over its Unix socket
-//! and backs the user tools `bpsh` and `bpstat`.
+//! The bproc-rs client library: it talks to the master over its Unix socket,
+//! places processes on nodes (rfork, execmove and their vector forms), and
+//! backs the user tools `bpsh` and `bpstat` and the C API (`libbproc.so`).
+//!
+//! ```no_run
+//! use libbproc::migrate::{rfork, Forked};
+//! match rfork(1)? {
+//!     Forked::Child => println!("on node {}", libbproc::migrate::currnode()),
+//!     Forked::Parent { pid } => println!("child {pid} runs on node 1"),
+//! }
+//! # Ok::<(), libbproc::BprocError>(())
+//! ```
 //!
 //! # Layout
 //! - [`client`]: the connection to the master, node and process queries,
-//!   exec streams.
+//!   exec streams, the rfork request.
+//! - [`migrate`]: rfork, vrfork, execmove, vexecmove, the node a process is on.
+//! - [`fork`]: fork with a chosen PID (clone3 `set_tid`).
 //! - [`nodeset`]: node lists such as `0-3,7`.
 //! - [`wait_status`]: decoding wait statuses and ending like a remote process.
 //! - [`ghost_spec`]: what bpsh tells each ghost it forks.
