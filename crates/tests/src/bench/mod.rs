@@ -2,6 +2,7 @@
 //!
 //! - `latency`: start latency of one trivial process, and fan-out.
 //! - `ghosts`: signal latency through a ghost, ghost memory, 1,000 ghosts appearing and reaped.
+//! - `migrate`: rfork round trips of processes of several sizes, against fork() and CRIU's CLI.
 //! - `throughput`: stdout and stdin streams through bpsh, ssh and a local pipe.
 //! - `ssh`: the sshd on a node and the ssh client commands (the peer compared against).
 //! - `report`: the Markdown report.
@@ -10,6 +11,7 @@
 
 pub mod ghosts;
 pub mod latency;
+pub mod migrate;
 pub mod report;
 pub mod ssh;
 pub mod stats;
@@ -35,6 +37,9 @@ pub struct Config {
     pub ghosts: usize,
     /// Rounds of the crowd benchmarks.
     pub crowd_runs: usize,
+    /// Process sizes for the rfork round trip, in MiB, with runs of rfork (and of fork) and of
+    /// CRIU's CLI.
+    pub migrate: &'static [(usize, usize, usize)],
 }
 
 impl Config {
@@ -48,6 +53,7 @@ impl Config {
         signal: 200,
         ghosts: 1000,
         crowd_runs: 3,
+        migrate: &[(1, 10, 3), (100, 5, 3), (1024, 3, 2)],
     };
     /// `--quick`: proves the benchmarks work, well under a minute.
     pub const QUICK: Config = Config {
@@ -59,5 +65,6 @@ impl Config {
         signal: 20,
         ghosts: 20,
         crowd_runs: 1,
+        migrate: &[(1, 3, 1), (16, 2, 1)],
     };
 }

@@ -11,7 +11,8 @@
 //! 6. signal latency: `kill -USR1` of a ghost until the remote trap has run and its output
 //!    arrived, against the same with a local shell (1-node cluster);
 //! 7. ghost memory: USS of each of 1,000 ghosts at once (4-node cluster) against local `sleep`;
-//! 8. the time for those 1,000 ghosts to appear and to be reaped, against 1,000 local `sleep`.
+//! 8. the time for those 1,000 ghosts to appear and to be reaped, against 1,000 local `sleep`;
+//! 9. rfork round trip of 1 MB, 100 MB and 1 GiB processes against fork() and CRIU's CLI.
 //!
 //! Every figure gives its number of runs, the median and p10/p90 or min/max; each target is
 //! reported as PASS or MISS, never failing the run. The run fails (exit 1, after writing the
@@ -31,7 +32,7 @@ use vm_harness::{Cluster, ClusterSpec};
 
 use bench::report::{self, Section};
 use bench::ssh::{self, Ssh};
-use bench::{ghosts, latency, throughput, Config};
+use bench::{ghosts, latency, migrate, throughput, Config};
 
 const USAGE: &str = "usage: bproc-bench [--quick] [--out PATH]   (default PATH: docs/BENCHMARKS.md)";
 
@@ -122,6 +123,11 @@ fn run() -> Result<bool> {
                 nofile.0, nofile.1
             ));
         }
+    }
+    {
+        progress("bringing up a 4-node cluster; rfork round trips");
+        let four = up(4)?;
+        sections.push(migrate::rfork_round_trip(&four, &cfg));
     }
     let text = report::render(&argv, args.quick, &sections, started.elapsed());
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -4,7 +4,10 @@
 //!
 //! Usage: `bproc-rfork-rs rfork NODE FILE [GATE]` (buffer: 64 MB or
 //! `RFORK_MB`), `bproc-rfork-rs execmove NODE`, `bproc-rfork-rs vexecmove
-//! NODE...`, `bproc-rfork-rs vrfork NODE...`.
+//! NODE...`, `bproc-rfork-rs vrfork NODE...`. For the benchmarks:
+//! `bproc-rfork-rs bench MB NODE RUNS` (prints the microseconds of each
+//! rfork + exit + reap of a process of MB megabytes; NODE -1 is a local
+//! fork) and `bproc-rfork-rs hold MB` (says "ready", then waits).
 
 use std::ffi::CString;
 use std::io::{Read, Seek};
@@ -109,11 +112,48 @@ fn report(pids: &[Result<i32, i32>]) {
     }
 }
 
+/// `mb` megabytes, every page written.
+fn touched(mb: usize) -> Vec<u8> {
+    (0..mb << 20).map(pattern).collect()
+}
+
+fn bench(mb: usize, node: i32, runs: usize) -> i32 {
+    let buf = touched(mb);
+    for _ in 0..runs {
+        let t = std::time::Instant::now();
+        match migrate::rfork(node) {
+            // SAFETY: _exit ends the child at once.
+            Ok(Forked::Child) => unsafe { libc::_exit(i32::from(buf[buf.len() / 2] != pattern(buf.len() / 2))) },
+            Ok(Forked::Parent { pid }) => {
+                if wait(pid) != Some(0) {
+                    println!("failed: child {pid} did not exit 0");
+                    return 1;
+                }
+            }
+            Err(e) => {
+                println!("failed: {e}");
+                return 1;
+            }
+        }
+        println!("run {}", t.elapsed().as_micros());
+    }
+    0
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let nodes: Vec<i32> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
     let code = match args.first().map(String::as_str) {
         Some("rfork") if args.len() >= 3 => rfork(nodes[0], &args[2], args.get(3).map(String::as_str)),
+        Some("bench") if args.len() == 4 => bench(args[1].parse().unwrap_or(1), nodes[1], args[3].parse().unwrap_or(1)),
+        Some("hold") if args.len() == 2 => {
+            let buf = touched(args[1].parse().unwrap_or(1));
+            println!("ready {}", buf.len());
+            loop {
+                // SAFETY: pause only waits for a signal.
+                unsafe { libc::pause() };
+            }
+        }
         Some("execmove") => {
             println!("caller pid {}", std::process::id());
             let argv = cstrings(["sh", "-c", "echo execmove pid $$ on $(hostname); exit 9"]);

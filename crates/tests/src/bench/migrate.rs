@@ -1,0 +1,150 @@
+//! Benchmark 9: rfork round trip (rfork, the child exits, the parent reaps it) of processes of
+//! several sizes, against a local fork() of the same process and against CRIU's own command line
+//! (dump, then restore into a new PID namespace), with the image throughput it implies.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use vm_harness::Cluster;
+
+use super::report::Section;
+use super::stats::{mb_per_s, ms, ratio, Samples};
+use super::Config;
+
+const CRIU: &str = "/usr/local/sbin/criu";
+
+/// `bproc-rfork-rs bench MB NODE RUNS`: the microseconds of each round trip.
+fn helper_runs(c: &Cluster, mb: usize, node: i32, runs: usize) -> Result<Samples> {
+    let out = Command::new(c.bin("bproc-rfork-rs"))
+        .args(["bench", &mb.to_string(), &node.to_string(), &runs.to_string()])
+        .env("BPROC_SOCKET", c.socket_path())
+        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .stdin(Stdio::null())
+        .output()
+        .context("run bproc-rfork-rs")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut s = Samples::new();
+    for micros in text.lines().filter_map(|l| l.strip_prefix("run ")?.parse::<u64>().ok()) {
+        s.push(Duration::from_micros(micros));
+    }
+    if !out.status.success() || s.runs() != runs {
+        bail!("bproc-rfork-rs bench {mb} {node}: {text} {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(s)
+}
+
+/// One CRIU command-line round trip: `criu dump` of a process holding `mb` megabytes, then
+/// `criu restore` of it into a new PID namespace (ended at once with the namespace).
+fn criu_cli_once(c: &Cluster, mb: usize, dir: &Path) -> Result<Duration> {
+    let images = dir.join("images");
+    let _ = std::fs::remove_dir_all(&images);
+    std::fs::create_dir_all(&images)?;
+    let log = dir.join("hold.out");
+    let mut hold = Command::new(c.bin("bproc-rfork-rs"))
+        .args(["hold", &mb.to_string()])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the process to dump")?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&log)?.starts_with("ready") {
+        if Instant::now() > deadline {
+            let _ = hold.kill();
+            bail!("the process to dump never got ready");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t = Instant::now();
+    let dump = Command::new(CRIU)
+        .arg("dump")
+        .arg("-t")
+        .arg(hold.id().to_string())
+        .arg("-D")
+        .arg(&images)
+        .args(["--shell-job", "-o", "dump.log"])
+        .status()?;
+    let _ = hold.kill();
+    let _ = hold.wait();
+    if !dump.success() {
+        bail!("criu dump failed (see {})", images.join("dump.log").display());
+    }
+    let restore = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "--mount-proc", CRIU, "restore", "-D"])
+        .arg(&images)
+        .args(["--shell-job", "-d", "-o", "restore.log"])
+        .status()?;
+    let took = t.elapsed();
+    if !restore.success() {
+        bail!("criu restore failed (see {})", images.join("restore.log").display());
+    }
+    Ok(took)
+}
+
+fn criu_cli(c: &Cluster, mb: usize, runs: usize) -> Result<Samples> {
+    let dir = std::env::temp_dir().join(format!("bproc-bench-criu-{}", std::process::id()));
+    let mut s = Samples::new();
+    let result = (0..runs).try_for_each(|_| criu_cli_once(c, mb, &dir).map(|d| s.push(d)));
+    let _ = std::fs::remove_dir_all(&dir);
+    result.map(|()| s)
+}
+
+fn cell(s: &Samples) -> String {
+    format!("{} ms ({} runs, {}-{})", ms(s.median()), s.runs(), ms(s.min()), ms(s.max()))
+}
+
+pub fn rfork_round_trip(c: &Cluster, cfg: &Config) -> Section {
+    let mut sec = Section::new(
+        "9. rfork round trip and image throughput",
+        "rfork round trip (rfork, the child exits, the parent reaps it) of 1 MB, 100 MB and 1 GiB \
+         processes side by side with a local fork() of the same process and with CRIU's own CLI \
+         dump + restore of it; 1 GiB migrated at 1 GB/s or more.",
+        &["process", "local fork()", "rfork to node 0", "CRIU CLI dump + restore", "rfork / fork", "rfork throughput"],
+    );
+    let started = Instant::now();
+    let mut biggest = None;
+    for &(mb, runs, cli_runs) in cfg.migrate {
+        let measured = (|| -> Result<(Samples, Samples, Samples)> {
+            Ok((helper_runs(c, mb, -1, runs)?, helper_runs(c, mb, 0, runs)?, criu_cli(c, mb, cli_runs)?))
+        })();
+        match measured {
+            Ok((local, remote, cli)) => {
+                let bytes = (mb as u64) << 20;
+                let rate = mb_per_s(bytes, remote.median());
+                sec.row(vec![
+                    format!("{mb} MiB"),
+                    cell(&local),
+                    cell(&remote),
+                    cell(&cli),
+                    format!("{:.0}x", ratio(remote.median(), local.median())),
+                    format!("{rate:.0} MB/s"),
+                ]);
+                biggest = Some((mb, rate));
+            }
+            Err(e) => {
+                sec.error = Some(format!("{mb} MiB: {e:#}"));
+                break;
+            }
+        }
+    }
+    if let Some((mb, rate)) = biggest {
+        sec.verdict(
+            rate >= 1000.0,
+            format!("{mb} MiB migrated (rfork round trip) at {rate:.0} MB/s; target 1,000 MB/s"),
+        );
+    }
+    sec.note(
+        "Measured with `bproc-rfork-rs bench MB NODE RUNS` on a 4-node cluster: the process \
+         writes every page of its buffer, then each run times rfork(NODE) until waitpid() has the \
+         child's exit (NODE -1 is a local fork). The rfork path: CRIU dump on the master into \
+         tmpfs, the image pulled by the node's slave over its gRPC link in 1 MiB chunks, CRIU \
+         restore there, then the child's ghost attaches and reports the exit. The CRIU CLI \
+         column dumps the same process to tmpfs and restores it into a new PID namespace on the \
+         same machine, with no transport. Throughput is the process size over the rfork round \
+         trip.",
+    );
+    sec.took = started.elapsed();
+    sec
+}
