@@ -6,11 +6,21 @@
 //! before returning, so no thread or socket of ours outlives a call (a later
 //! fork or rfork copies none).
 
-use std::ffi::{c_char, c_int, CStr};
+use std::collections::BTreeMap;
+use std::ffi::{c_char, c_int, c_void, CStr};
 
 use libbproc::error::errno as be;
 use libbproc::migrate::{self, block_on, Forked, NODE_MASTER, NODE_SELF};
 use libbproc::{BprocError, Client, NodeStatus};
+
+/// Longest node state (without its NUL), as in `struct bproc_node_info_t`.
+const BPROC_STATE_LEN: usize = 15;
+/// `BPROC_NODE_ANY`: every node (`bproc_proclist`).
+const NODE_ANY: c_int = migrate::NODE_ANY;
+/// Most entries an io list may have (`BPROC_IO_MAX_LEN`).
+const BPROC_IO_MAX_LEN: c_int = 16;
+/// Node sets grow in steps of this many entries.
+const ALLOC_CHUNK: i64 = 128;
 
 fn set_errno(e: c_int) {
     // SAFETY: __errno_location returns this thread's errno slot.
@@ -79,6 +89,7 @@ pub unsafe extern "C" fn bproc_nodestatus(node: c_int, status: *mut c_char, len:
 
 /// The C layout of `struct bproc_node_info_t`.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct NodeInfo {
     pub node: c_int,
     pub status: [c_char; 16],
@@ -86,6 +97,41 @@ pub struct NodeInfo {
     pub user: u32,
     pub group: u32,
     pub addr: libc::sockaddr,
+}
+
+/// An `AF_INET` address (port 0) for the IP `addr`; None for no or another
+/// kind of address (a down node has none).
+fn inet_sockaddr(addr: &str) -> Option<libc::sockaddr> {
+    let ip = match addr.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(ip) => ip.to_ipv4_mapped()?,
+    };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: both are plain 16-byte C structs, and any bytes make a sockaddr.
+    Some(unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) })
+}
+
+/// The C record of one node: number, state (cut at 15 bytes), the 0111
+/// permission bits, owner, group and address (zero when it has none).
+fn node_info(n: &NodeStatus) -> NodeInfo {
+    // SAFETY: all zeroes is a valid NodeInfo (integers, chars, a sockaddr).
+    let mut out: NodeInfo = unsafe { std::mem::zeroed() };
+    out.node = n.node as c_int;
+    for (slot, b) in out.status.iter_mut().zip(n.state.bytes().take(BPROC_STATE_LEN)) {
+        *slot = b as c_char;
+    }
+    out.mode = n.mode & 0o111;
+    out.user = n.uid;
+    out.group = n.gid;
+    if let Some(addr) = inet_sockaddr(&n.addr) {
+        out.addr = addr;
+    }
+    out
 }
 
 /// Fills `info` with node `node`'s number, state, permissions and address.
@@ -98,23 +144,8 @@ pub unsafe extern "C" fn bproc_nodeinfo(node: c_int, info: *mut NodeInfo) -> c_i
     if info.is_null() {
         return fail(libc::EFAULT);
     }
-    // SAFETY: an all-zero sockaddr is valid; the caller's struct is writable.
-    let mut out: NodeInfo = unsafe { std::mem::zeroed() };
-    out.node = n.node as c_int;
-    for (slot, b) in out.status.iter_mut().zip(n.state.bytes().take(15)) {
-        *slot = b as c_char;
-    }
-    out.mode = n.mode & 0o111;
-    out.user = n.uid;
-    out.group = n.gid;
-    if let Ok(ip) = n.addr.parse::<std::net::Ipv4Addr>() {
-        // SAFETY: sockaddr_in fits in sockaddr (both 16 bytes).
-        let sin = unsafe { &mut *(&mut out.addr as *mut libc::sockaddr).cast::<libc::sockaddr_in>() };
-        sin.sin_family = libc::AF_INET as libc::sa_family_t;
-        sin.sin_addr.s_addr = u32::from(ip).to_be();
-    }
-    // SAFETY: checked non-null above.
-    unsafe { info.write(out) };
+    // SAFETY: checked non-null above; the caller's struct is writable.
+    unsafe { info.write(node_info(&n)) };
     0
 }
 
@@ -350,4 +381,895 @@ pub unsafe extern "C" fn bproc_vrfork(nnodes: c_int, nodes: *const c_int, pids: 
         Ok(migrate::VForked::Child { rank }) => rank as c_int,
         Err(e) => fail(e.errno()),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Node sets: malloc'd arrays of node records that C callers free with
+// bproc_nodeset_free (or free(3)).
+
+/// The C layout of `struct bproc_node_set_t`.
+#[repr(C)]
+pub struct NodeSet {
+    /// Entries in use.
+    pub size: c_int,
+    /// Entries allocated.
+    pub alloc: c_int,
+    /// The entries (malloc'd), or null.
+    pub node: *mut NodeInfo,
+}
+
+/// 0 for `Ok`, else -1 with the errno.
+fn status(r: Result<(), c_int>) -> c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => fail(e),
+    }
+}
+
+/// Makes `*ns` empty without freeing what it held.
+///
+/// # Safety
+/// `ns` points to a writable node set.
+unsafe fn set_empty(ns: *mut NodeSet) {
+    // SAFETY: as the caller promises.
+    unsafe { ns.write(NodeSet { size: 0, alloc: 0, node: std::ptr::null_mut() }) };
+}
+
+/// Makes room for `size` entries: `alloc` becomes at least `size` rounded up
+/// to a multiple of 128 (BProc's chunk); `size` is left alone.
+///
+/// # Safety
+/// `ns` points to a node set whose `node` is null or from malloc.
+unsafe fn grow(ns: *mut NodeSet, size: i64) -> Result<(), c_int> {
+    let want = (size + ALLOC_CHUNK - 1) & !(ALLOC_CHUNK - 1);
+    // SAFETY: as the caller promises; no other reference to it is live.
+    let ns = unsafe { &mut *ns };
+    if want <= 0 || i64::from(ns.alloc) >= want {
+        return Ok(());
+    }
+    let alloc = c_int::try_from(want).map_err(|_| libc::ENOMEM)?;
+    let bytes = std::mem::size_of::<NodeInfo>().checked_mul(want as usize).ok_or(libc::ENOMEM)?;
+    // SAFETY: `node` is null or a malloc'd block (the caller's promise).
+    let p = unsafe { libc::realloc(ns.node.cast::<c_void>(), bytes) };
+    if p.is_null() {
+        return Err(libc::ENOMEM);
+    }
+    ns.node = p.cast::<NodeInfo>();
+    ns.alloc = alloc;
+    Ok(())
+}
+
+/// Replaces `*ns` (without freeing it) by a set holding `nodes`, allocated
+/// in chunks as [`bproc_nodeset_grow`] does. On failure `*ns` is empty.
+///
+/// # Safety
+/// `ns` points to a writable node set.
+unsafe fn set_fill(ns: *mut NodeSet, nodes: &[NodeInfo]) -> Result<(), c_int> {
+    // SAFETY: as the caller promises.
+    unsafe { set_empty(ns) };
+    let count = c_int::try_from(nodes.len()).map_err(|_| libc::ENOMEM)?;
+    // SAFETY: `*ns` is empty: its `node` is null.
+    unsafe { grow(ns, count.into()) }?;
+    if count > 0 {
+        // SAFETY: grow made room for `count` entries at `node`, a fresh block
+        // that cannot overlap the Rust slice.
+        unsafe {
+            std::ptr::copy_nonoverlapping(nodes.as_ptr(), (*ns).node, nodes.len());
+            (*ns).size = count;
+        }
+    }
+    Ok(())
+}
+
+/// The entries of a node set, copied.
+///
+/// # Safety
+/// `ns` points to a node set whose `node` holds `size` entries.
+unsafe fn set_entries(ns: *const NodeSet) -> Vec<NodeInfo> {
+    // SAFETY: as the caller promises.
+    let (size, node) = unsafe { ((*ns).size, (*ns).node) };
+    if size <= 0 || node.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: `node` holds `size` entries.
+    unsafe { std::slice::from_raw_parts(node, size as usize) }.to_vec()
+}
+
+/// Makes `ns` a set of `size` entries (uninitialized, for the caller to fill:
+/// `size` and `alloc` are both `size`), or an empty set for `size <= 0`.
+/// Returns 0, or -1 with ENOMEM.
+///
+/// # Safety
+/// `ns` must point to a writable `struct bproc_node_set_t`; what it held is
+/// not freed.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_nodeset_init(ns: *mut NodeSet, size: c_int) -> c_int {
+    if ns.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: checked non-null; the caller promises it is writable.
+    unsafe { set_empty(ns) };
+    if size <= 0 {
+        return 0;
+    }
+    let Some(bytes) = std::mem::size_of::<NodeInfo>().checked_mul(size as usize) else {
+        return fail(libc::ENOMEM);
+    };
+    // SAFETY: a plain allocation.
+    let p = unsafe { libc::malloc(bytes) };
+    if p.is_null() {
+        return fail(libc::ENOMEM);
+    }
+    // SAFETY: checked non-null above.
+    unsafe { ns.write(NodeSet { size, alloc: size, node: p.cast::<NodeInfo>() }) };
+    0
+}
+
+/// Makes room in `ns` for at least `size` entries (allocated in multiples of
+/// 128); its `size` stays. Returns 0, or -1 with ENOMEM.
+///
+/// # Safety
+/// `ns` must point to a valid node set (its `node` null or from malloc).
+#[no_mangle]
+pub unsafe extern "C" fn bproc_nodeset_grow(ns: *mut NodeSet, size: c_int) -> c_int {
+    if ns.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: checked non-null; valid as the caller promises.
+    status(unsafe { grow(ns, size.into()) })
+}
+
+/// Frees the entries of `ns` and makes it empty; calling it again is fine.
+///
+/// # Safety
+/// `ns` must point to a valid node set (its `node` null or from malloc).
+#[no_mangle]
+pub unsafe extern "C" fn bproc_nodeset_free(ns: *mut NodeSet) {
+    if ns.is_null() {
+        return;
+    }
+    // SAFETY: valid as the caller promises: `node` is null or from malloc,
+    // and is forgotten right after.
+    unsafe {
+        libc::free((*ns).node.cast::<c_void>());
+        set_empty(ns);
+    }
+}
+
+/// Appends a copy of `*n` to `ns`. Returns 0, or -1 with ENOMEM.
+///
+/// # Safety
+/// `ns` must point to a valid node set, `n` to a `struct bproc_node_info_t`.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_nodeset_add(ns: *mut NodeSet, n: *const NodeInfo) -> c_int {
+    if ns.is_null() || n.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: both valid as the caller promises; `n` is read before the set
+    // may move (it may point into the set itself).
+    unsafe {
+        let entry = n.read();
+        let size = (*ns).size.max(0);
+        if let Err(e) = grow(ns, i64::from(size) + 1) {
+            return fail(e);
+        }
+        (*ns).node.add(size as usize).write(entry);
+        (*ns).size = size + 1;
+    }
+    0
+}
+
+/// Appends copies of all of `b`'s entries to `a` (`b` is unchanged; it may
+/// be `a` itself). Returns 0, or -1 with ENOMEM.
+///
+/// # Safety
+/// `a` and `b` must point to valid node sets.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_nodeset_append(a: *mut NodeSet, b: *const NodeSet) -> c_int {
+    if a.is_null() || b.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: both valid as the caller promises. They may be the same set,
+    // so only raw pointers are used, and `b` is read again after the grow.
+    unsafe {
+        let (a_size, b_size) = ((*a).size.max(0), (*b).size.max(0));
+        if b_size == 0 {
+            return 0;
+        }
+        if let Err(e) = grow(a, i64::from(a_size) + i64::from(b_size)) {
+            return fail(e);
+        }
+        let src = (*b).node;
+        if src.is_null() {
+            return fail(libc::EFAULT);
+        }
+        std::ptr::copy(src, (*a).node.add(a_size as usize), b_size as usize);
+        (*a).size = a_size + b_size;
+    }
+    0
+}
+
+/// Every node's record, in node order.
+fn node_list() -> Result<Vec<NodeInfo>, c_int> {
+    let mut all = nodes().map_err(|e| e.errno())?;
+    all.sort_by_key(|n| n.node);
+    Ok(all.iter().map(node_info).collect())
+}
+
+/// Makes `ns` the set of every node (in node order) and returns their
+/// number. What `ns` held before is not freed; free the result with
+/// [`bproc_nodeset_free`]. On failure -1 with errno, and `ns` is empty.
+///
+/// # Safety
+/// `ns` must point to a writable `struct bproc_node_set_t`.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_nodelist(ns: *mut NodeSet) -> c_int {
+    if ns.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: checked non-null; writable as the caller promises.
+    unsafe { set_empty(ns) };
+    let filled = node_list().and_then(|list| {
+        // SAFETY: as above.
+        unsafe { set_fill(ns, &list) }?;
+        Ok(list.len() as c_int)
+    });
+    filled.unwrap_or_else(fail)
+}
+
+/// BProc's node list read from a notifier fd: there is no status file to
+/// read here, so -1 with ENOSYS (`ns` is made empty). Use [`bproc_nodelist`].
+///
+/// # Safety
+/// `ns` must point to a writable `struct bproc_node_set_t`.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_nodelist_(ns: *mut NodeSet, _fd: c_int) -> c_int {
+    if !ns.is_null() {
+        // SAFETY: checked non-null; writable as the caller promises.
+        unsafe { set_empty(ns) };
+    }
+    fail(libc::ENOSYS)
+}
+
+/// A number of a node spec at the start of `s` (NUL-terminated): an
+/// optional `n` or `.`, then what `strtol(.., 0)` reads (so `010` is 8 and
+/// `0x10` is 16), which must be followed by `,`, `-` or the end. Gives the
+/// number (as C's `int` takes a `long`) and the bytes used.
+fn spec_number(s: &[u8]) -> Option<(c_int, usize)> {
+    let skip = usize::from(matches!(s.first(), Some(b'n' | b'.')));
+    let tail = CStr::from_bytes_until_nul(s.get(skip..)?).ok()?;
+    let mut end: *mut c_char = std::ptr::null_mut();
+    // SAFETY: `tail` is NUL-terminated; strtol stores in `end` a pointer into it.
+    let value = unsafe { libc::strtol(tail.as_ptr(), &mut end, 0) };
+    let used = (end as usize).checked_sub(tail.as_ptr() as usize)?;
+    if used == 0 {
+        return None;
+    }
+    match s.get(skip + used)? {
+        b',' | b'-' | 0 => Some((value as c_int, skip + used)),
+        _ => None,
+    }
+}
+
+/// Whether `s` starts with the whole chunk `word` (followed by `,` or the end).
+fn spec_word(s: &[u8], word: &str) -> bool {
+    s.starts_with(word.as_bytes()) && matches!(s.get(word.len()), Some(b',' | 0))
+}
+
+/// The state of a node record, up to its NUL.
+fn state_of(n: &NodeInfo) -> Vec<u8> {
+    n.status.iter().map(|&c| c as u8).take_while(|&b| b != 0).collect()
+}
+
+/// The nodes `spec` names among `nodes`, in the order it names them
+/// (duplicates kept), following BProc's grammar: comma-separated chunks,
+/// each a number or range (`5`, `5-10`, `5-` up to the highest node), `all`,
+/// `master` (a made-up record for node -1), or a state, optionally with
+/// `all` and `not` prefixes (`up`, `allup`, `notdown`, `allnotdown`).
+/// Numbers not in `nodes` are skipped. None for a chunk that is none of
+/// these. `spec` is NUL-terminated.
+fn filter(nodes: &[NodeInfo], spec: &[u8]) -> Option<Vec<NodeInfo>> {
+    let mut by_number = BTreeMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if n.node >= 0 {
+            by_number.insert(n.node, i);
+        }
+    }
+    let mut out = Vec::new();
+    // Without nodes, nothing can be selected (and nothing is checked).
+    let Some(&max_id) = by_number.keys().next_back() else { return Some(out) };
+    let mut at = 0;
+    while spec.get(at).is_some_and(|&b| b != 0) {
+        while spec.get(at) == Some(&b',') {
+            at += 1;
+        }
+        let s = spec.get(at..)?;
+        at += if let Some((first, mut used)) = spec_number(s) {
+            let last = if s.get(used) == Some(&b'-') {
+                used += 1;
+                match spec_number(&s[used..]) {
+                    Some((n, more)) => {
+                        used += more;
+                        n
+                    }
+                    None => max_id,
+                }
+            } else {
+                first
+            };
+            let (lo, hi) = (first.max(0), last.min(max_id));
+            if lo <= hi {
+                out.extend(by_number.range(lo..=hi).map(|(_, &i)| nodes[i]));
+            }
+            used
+        } else if spec_word(s, "master") {
+            // SAFETY: all zeroes is a valid NodeInfo.
+            let mut master: NodeInfo = unsafe { std::mem::zeroed() };
+            master.node = NODE_MASTER;
+            master.status[0] = b'u' as c_char;
+            master.status[1] = b'p' as c_char;
+            master.mode = 0o111;
+            out.push(master);
+            "master".len()
+        } else if spec_word(s, "all") {
+            out.extend(by_number.values().map(|&i| nodes[i]));
+            "all".len()
+        } else {
+            // A state name: [A-Za-z][A-Za-z0-9_]*.
+            if !s.first()?.is_ascii_alphabetic() {
+                return None;
+            }
+            let len = s.iter().position(|&b| !(b.is_ascii_alphanumeric() || b == b'_')).unwrap_or(s.len());
+            let mut name = &s[..len];
+            if let Some(rest) = name.strip_prefix(b"all") {
+                // BProc's "all!state" form never worked: refuse it.
+                if rest.is_empty() && s.get(len) == Some(&b'!') {
+                    return None;
+                }
+                name = rest;
+            }
+            let (invert, name) = match name.strip_prefix(b"not") {
+                Some(rest) => (true, rest),
+                None => (false, name),
+            };
+            out.extend(by_number.values().map(|&i| nodes[i]).filter(|n| (state_of(n) == name) != invert));
+            len
+        };
+    }
+    Some(out)
+}
+
+/// Makes `out` the set of the entries of `in_` that `spec` selects (see
+/// `bproc_nodespec` in `sys/bproc.h` for the grammar). What `out` held
+/// before is not freed. Returns 0, or -1 with EINVAL for a spec that does
+/// not parse (or ENOMEM), `out` then empty. With `in_` empty the result is
+/// empty and the spec is not checked.
+///
+/// # Safety
+/// `out` must point to a writable node set, `in_` to a valid one (it may be
+/// `out` itself), `spec` to a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_nodefilter(out: *mut NodeSet, in_: *const NodeSet, spec: *const c_char) -> c_int {
+    if out.is_null() || in_.is_null() || spec.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: valid as the caller promises; copied before `out` is reset.
+    let (all, spec) = unsafe { (set_entries(in_), CStr::from_ptr(spec)) };
+    // SAFETY: writable as the caller promises.
+    unsafe { set_empty(out) };
+    let Some(chosen) = filter(&all, spec.to_bytes_with_nul()) else { return fail(libc::EINVAL) };
+    // SAFETY: as above.
+    status(unsafe { set_fill(out, &chosen) })
+}
+
+/// [`bproc_nodelist`] then [`bproc_nodefilter`] with `spec`: makes `ns` the
+/// nodes `spec` names. Returns 0, or -1 with errno (EINVAL for a bad spec).
+///
+/// # Safety
+/// `ns` must point to a writable node set, `spec` to a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_nodespec(ns: *mut NodeSet, spec: *const c_char) -> c_int {
+    if ns.is_null() || spec.is_null() {
+        return fail(libc::EFAULT);
+    }
+    let all = match node_list() {
+        Ok(all) => all,
+        Err(e) => return fail(e),
+    };
+    // SAFETY: writable as the caller promises.
+    unsafe { set_empty(ns) };
+    // SAFETY: NUL-terminated as the caller promises.
+    let spec = unsafe { CStr::from_ptr(spec) };
+    let Some(chosen) = filter(&all, spec.to_bytes_with_nul()) else { return fail(libc::EINVAL) };
+    // SAFETY: as above.
+    status(unsafe { set_fill(ns, &chosen) })
+}
+
+// ---------------------------------------------------------------------------
+// Node attributes (BProc kept them as extended attributes "bproc.NAME").
+
+/// The value of node `node`'s attribute `name`: "state" (the state string
+/// with its NUL) and "addr" (a 16-byte `AF_INET` sockaddr; none for a down
+/// node). The front end has neither (ENODATA); an unknown node gives ENOENT,
+/// any other name ENODATA.
+fn node_attr(node: c_int, name: &[u8]) -> Result<Vec<u8>, c_int> {
+    let node = if node == NODE_SELF { migrate::currnode() } else { node };
+    if node == NODE_MASTER {
+        return Err(libc::ENODATA);
+    }
+    if node < 0 {
+        return Err(libc::ENOENT);
+    }
+    let all = nodes().map_err(|e| e.errno())?;
+    let n = all.into_iter().find(|n| n.node as c_int == node).ok_or(libc::ENOENT)?;
+    match name {
+        b"state" => {
+            let mut value: Vec<u8> = n.state.bytes().take(BPROC_STATE_LEN).collect();
+            value.push(0);
+            Ok(value)
+        }
+        b"addr" => {
+            let addr = inet_sockaddr(&n.addr).ok_or(libc::ENODATA)?;
+            let bytes = std::ptr::addr_of!(addr).cast::<u8>();
+            // SAFETY: a sockaddr is plain bytes, all initialized.
+            Ok(unsafe { std::slice::from_raw_parts(bytes, std::mem::size_of::<libc::sockaddr>()) }.to_vec())
+        }
+        _ => Err(libc::ENODATA),
+    }
+}
+
+/// Copies `value` into `size` bytes at `out`, as getxattr(2) does: the
+/// length, the length needed when `size` is 0, ERANGE when it is too small.
+///
+/// # Safety
+/// `out` has `size` writable bytes.
+unsafe fn put_value(value: &[u8], out: *mut c_void, size: c_int) -> Result<c_int, c_int> {
+    if size == 0 {
+        return Ok(value.len() as c_int);
+    }
+    if size < 0 || (size as usize) < value.len() {
+        return Err(libc::ERANGE);
+    }
+    if out.is_null() {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: the caller gave `size` >= value.len() bytes at `out`.
+    unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), out.cast::<u8>(), value.len()) };
+    Ok(value.len() as c_int)
+}
+
+/// Reads node `node`'s attribute `name` (BProc's `bproc.NAME` without the
+/// prefix) into `size` bytes at `value`: "state" (the state with its NUL)
+/// or "addr" (an `AF_INET` sockaddr). Returns the value's length (the
+/// length needed when `size` is 0), or -1 with ENODATA (no such attribute:
+/// other names, "addr" of a down node, either of the front end), ERANGE
+/// (too small) or ENOENT (no such node).
+///
+/// # Safety
+/// `name` must be a NUL-terminated string, `value` have `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_getnodeattr(node: c_int, name: *const c_char, value: *mut c_void, size: c_int) -> c_int {
+    if name.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: NUL-terminated as the caller promises.
+    let name = unsafe { CStr::from_ptr(name) };
+    // SAFETY: `value` has `size` bytes as the caller promises.
+    match node_attr(node, name.to_bytes()).and_then(|v| unsafe { put_value(&v, value, size) }) {
+        Ok(len) => len,
+        Err(e) => fail(e),
+    }
+}
+
+/// Node `node`'s address as an `AF_INET` sockaddr: `*size` is the room at
+/// `addr` before the call and the length used after. Returns 0, or -1 with
+/// ENODATA (a down node, or the front end, whose address clients are not
+/// told), ERANGE (too small) or ENOENT (no such node).
+///
+/// # Safety
+/// `size` must point to an int, `addr` have `*size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_nodeaddr(node: c_int, addr: *mut libc::sockaddr, size: *mut c_int) -> c_int {
+    if size.is_null() {
+        return fail(libc::EFAULT);
+    }
+    // SAFETY: `size` points to an int, `addr` has that many bytes.
+    let put = node_attr(node, b"addr").and_then(|v| unsafe { put_value(&v, addr.cast::<c_void>(), *size) });
+    match put {
+        Ok(len) => {
+            // SAFETY: checked non-null above.
+            unsafe { *size = len };
+            0
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// BProc's notifier (an fd that becomes readable when the machine's state
+/// changes): not available here, -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_notifier() -> c_int {
+    fail(libc::ENOSYS)
+}
+
+// ---------------------------------------------------------------------------
+// Remote processes.
+
+/// The C layout of `struct bproc_proc_info_t`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ProcInfo {
+    pub pid: c_int,
+    pub node: c_int,
+}
+
+/// The remote processes on `node` (every node for `BPROC_NODE_ANY`), from
+/// the master's process table: global PID (the ghost's) and node, in PID
+/// order. Returns their number and stores in `*list` a malloc'd array the
+/// caller frees (null when there are none); -1 with errno on failure.
+/// Processes that have no ghost yet (no PID here) are not listed.
+///
+/// # Safety
+/// `list` must point to a writable `struct bproc_proc_info_t *`.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_proclist(node: c_int, list: *mut *mut ProcInfo) -> c_int {
+    if list.is_null() {
+        return fail(libc::EFAULT);
+    }
+    let procs = match block_on(async { Client::connect().await?.processes().await }) {
+        Ok(p) => p,
+        Err(e) => return fail(e.errno()),
+    };
+    let mut found: Vec<ProcInfo> = procs
+        .iter()
+        .filter(|p| p.pid > 0 && (node == NODE_ANY || p.node as c_int == node))
+        .map(|p| ProcInfo { pid: p.pid, node: p.node as c_int })
+        .collect();
+    found.sort_by_key(|p| p.pid);
+    let mut array: *mut ProcInfo = std::ptr::null_mut();
+    if !found.is_empty() {
+        // SAFETY: a plain allocation (the count fits: it came from a Vec).
+        array = unsafe { libc::malloc(std::mem::size_of_val(found.as_slice())) }.cast::<ProcInfo>();
+        if array.is_null() {
+            return fail(libc::ENOMEM);
+        }
+        // SAFETY: `array` has room for found.len() entries and is fresh.
+        unsafe { std::ptr::copy_nonoverlapping(found.as_ptr(), array, found.len()) };
+    }
+    // SAFETY: checked non-null; writable as the caller promises.
+    unsafe { *list = array };
+    found.len() as c_int
+}
+
+// ---------------------------------------------------------------------------
+// The io and flag variants of the migration calls. Only the default
+// forwarding (no io list) is supported yet; BProc's dump flags mean nothing
+// to CRIU and are ignored.
+
+/// Whether an io list asks for the default forwarding (no list, or
+/// `iolen == -1`); else EINVAL for a bad count and ENOSYS for a real list
+/// (not supported yet), the empty one included.
+fn default_io(io: *const c_void, iolen: c_int) -> Result<(), c_int> {
+    if io.is_null() || iolen == -1 {
+        Ok(())
+    } else if !(0..=BPROC_IO_MAX_LEN).contains(&iolen) {
+        Err(libc::EINVAL)
+    } else {
+        Err(libc::ENOSYS)
+    }
+}
+
+/// [`bproc_rfork`] with an io list: with none (`io` null or `iolen` -1) the
+/// same call; with one, -1 and ENOSYS (not supported yet).
+///
+/// # Safety
+/// `io` is not read; any value is fine.
+#[no_mangle]
+pub extern "C" fn bproc_rfork_io(node: c_int, io: *const c_void, iolen: c_int) -> c_int {
+    match default_io(io, iolen) {
+        Ok(()) => bproc_rfork(node),
+        Err(e) => fail(e),
+    }
+}
+
+/// [`bproc_rfork`] with BProc's dump flags (ignored).
+#[no_mangle]
+pub extern "C" fn _bproc_rfork(node: c_int, _flags: c_int) -> c_int {
+    bproc_rfork(node)
+}
+
+/// [`bproc_rfork_io`] with BProc's dump flags (ignored).
+///
+/// # Safety
+/// `io` is not read; any value is fine.
+#[no_mangle]
+pub extern "C" fn _bproc_rfork_io(node: c_int, io: *const c_void, iolen: c_int, _flags: c_int) -> c_int {
+    bproc_rfork_io(node, io, iolen)
+}
+
+/// [`bproc_vrfork`] with an io list: with none (`io` null or `iolen` -1)
+/// the same call; with one, -1 and ENOSYS (not supported yet).
+///
+/// # Safety
+/// As for [`bproc_vrfork`]; `io` is not read.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_vrfork_io(
+    nnodes: c_int,
+    nodes: *const c_int,
+    pids: *mut c_int,
+    io: *const c_void,
+    iolen: c_int,
+) -> c_int {
+    match default_io(io, iolen) {
+        // SAFETY: the same contract.
+        Ok(()) => unsafe { bproc_vrfork(nnodes, nodes, pids) },
+        Err(e) => fail(e),
+    }
+}
+
+/// [`bproc_vrfork`] with BProc's dump flags (ignored).
+///
+/// # Safety
+/// As for [`bproc_vrfork`].
+#[no_mangle]
+pub unsafe extern "C" fn _bproc_vrfork(nnodes: c_int, nodes: *const c_int, pids: *mut c_int, _flags: c_int) -> c_int {
+    // SAFETY: the same contract.
+    unsafe { bproc_vrfork(nnodes, nodes, pids) }
+}
+
+/// [`bproc_vrfork_io`] with BProc's dump flags (ignored).
+///
+/// # Safety
+/// As for [`bproc_vrfork`]; `io` is not read.
+#[no_mangle]
+pub unsafe extern "C" fn _bproc_vrfork_io(
+    nnodes: c_int,
+    nodes: *const c_int,
+    pids: *mut c_int,
+    io: *const c_void,
+    iolen: c_int,
+    _flags: c_int,
+) -> c_int {
+    // SAFETY: the same contract.
+    unsafe { bproc_vrfork_io(nnodes, nodes, pids, io, iolen) }
+}
+
+/// [`bproc_execmove`] with an io list: with none (`io` null or `iolen` -1)
+/// the same call; with one, -1 and ENOSYS (not supported yet).
+///
+/// # Safety
+/// As for [`bproc_execmove`]; `io` is not read.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_execmove_io(
+    node: c_int,
+    io: *const c_void,
+    iolen: c_int,
+    cmd: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    match default_io(io, iolen) {
+        // SAFETY: the same contract.
+        Ok(()) => unsafe { bproc_execmove(node, cmd, argv, envp) },
+        Err(e) => fail(e),
+    }
+}
+
+/// [`bproc_rexec`] with an io list: with none (`io` null or `iolen` -1)
+/// the same call; with one, -1 and ENOSYS (not supported yet).
+///
+/// # Safety
+/// As for [`bproc_execmove`]; `io` is not read.
+#[no_mangle]
+pub unsafe extern "C" fn bproc_rexec_io(
+    node: c_int,
+    io: *const c_void,
+    iolen: c_int,
+    cmd: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    match default_io(io, iolen) {
+        // SAFETY: the same contract.
+        Ok(()) => unsafe { bproc_rexec(node, cmd, argv, envp) },
+        Err(e) => fail(e),
+    }
+}
+
+/// [`bproc_vexecmove`] with an io list: with none (`io` null or `iolen` -1)
+/// the same call; with one, -1 and ENOSYS (not supported yet).
+///
+/// # Safety
+/// As for [`bproc_vexecmove`]; `io` is not read.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // BProc's signature
+pub unsafe extern "C" fn bproc_vexecmove_io(
+    nnodes: c_int,
+    nodes: *const c_int,
+    pids: *mut c_int,
+    io: *const c_void,
+    iolen: c_int,
+    cmd: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    match default_io(io, iolen) {
+        // SAFETY: the same contract.
+        Ok(()) => unsafe { bproc_vexecmove(nnodes, nodes, pids, cmd, argv, envp) },
+        Err(e) => fail(e),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Calls that need master support not built yet, or that make no sense over
+// CRIU: each returns -1 with ENOSYS.
+
+/// Sets a node attribute: not supported yet, -1 with ENOSYS.
+///
+/// # Safety
+/// The pointers are not read; any values are fine.
+#[no_mangle]
+pub extern "C" fn bproc_setnodeattr(_node: c_int, _name: *const c_char, _value: *const c_void, _size: c_int) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Sets a node's state: not supported yet, -1 with ENOSYS.
+///
+/// # Safety
+/// `status` is not read; any value is fine.
+#[no_mangle]
+pub extern "C" fn bproc_nodesetstatus(_node: c_int, _status: *const c_char) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Sets a node's permission bits: not supported yet (the master's
+/// configuration sets them), -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_chmod(_node: c_int, _mode: c_int) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Sets a node's owner: not supported yet, -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_chown(_node: c_int, _user: c_int) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Sets a node's group: not supported yet, -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_chgrp(_node: c_int, _group: c_int) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Reboots a node: not supported yet, -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_nodereboot(_node: c_int) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Halts a node: not supported yet, -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_nodehalt(_node: c_int) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Powers a node off: not supported yet, -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_nodepwroff(_node: c_int) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Reboots a node without waiting: not supported yet, -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_nodereboot_async(_node: c_int) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Halts a node without waiting: not supported yet, -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_nodehalt_async(_node: c_int) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Powers a node off without waiting: not supported yet, -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_nodepwroff_async(_node: c_int) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Changes a node slave's root directory: not supported yet, -1 with ENOSYS.
+///
+/// # Safety
+/// `path` is not read; any value is fine.
+#[no_mangle]
+pub extern "C" fn bproc_nodechroot(_node: c_int, _path: *const c_char) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Makes a node's slave reconnect to another address: not supported yet,
+/// -1 with ENOSYS.
+///
+/// # Safety
+/// The pointers are not read; any values are fine.
+#[no_mangle]
+pub extern "C" fn bproc_nodereconnect(
+    _node: c_int,
+    _rem: *const libc::sockaddr,
+    _remsize: c_int,
+    _loc: *const libc::sockaddr,
+    _locsize: c_int,
+) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// An exec done by the ghost of a process on a node: not supported yet,
+/// -1 with ENOSYS (BProc 4 itself always failed it).
+///
+/// # Safety
+/// The pointers are not read; any values are fine.
+#[no_mangle]
+pub extern "C" fn bproc_execve(_cmd: *const c_char, _argv: *const *const c_char, _envp: *const *const c_char) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// VMADump's dump of the caller to an fd: no VMADump here (migration uses
+/// CRIU), -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_dump(_fd: c_int, _flags: c_int) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// VMADump's restore from an fd: no VMADump here, -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_undump(_fd: c_int) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// VMADump's exec-then-dump: no VMADump here, -1 with ENOSYS.
+///
+/// # Safety
+/// The pointers are not read; any values are fine.
+#[no_mangle]
+pub extern "C" fn bproc_execdump(
+    _fd: c_int,
+    _flags: c_int,
+    _cmd: *const c_char,
+    _argv: *const *const c_char,
+    _envp: *const *const c_char,
+) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Clears VMADump's list of libraries: no VMADump here, -1 with ENOSYS.
+#[no_mangle]
+pub extern "C" fn bproc_libclear() -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Adds to VMADump's list of libraries: no VMADump here, -1 with ENOSYS.
+///
+/// # Safety
+/// `libname` is not read; any value is fine.
+#[no_mangle]
+pub extern "C" fn bproc_libadd(_libname: *const c_char) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// Removes from VMADump's list of libraries: no VMADump here, -1 with ENOSYS.
+///
+/// # Safety
+/// `libname` is not read; any value is fine.
+#[no_mangle]
+pub extern "C" fn bproc_libdel(_libname: *const c_char) -> c_int {
+    fail(libc::ENOSYS)
+}
+
+/// VMADump's list of libraries: no VMADump here, -1 with ENOSYS (`*list`
+/// is left alone).
+///
+/// # Safety
+/// `list` is not read or written; any value is fine.
+#[no_mangle]
+pub extern "C" fn bproc_liblist(_list: *mut *mut c_char) -> c_int {
+    fail(libc::ENOSYS)
 }

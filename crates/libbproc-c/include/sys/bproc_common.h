@@ -4,6 +4,38 @@
 #ifndef _BPROC_COMMON
 #define _BPROC_COMMON
 
+/* The first bytes of struct bproc_version_t (an initializer). */
+#define BPROC_MAGIC {'B', 'P', 'r'}
+
+/* Architectures, for struct bproc_version_t's arch. */
+enum {
+    BPROC_ARCH_X86 = 1,
+    BPROC_ARCH_ALPHA = 2,
+    BPROC_ARCH_PPC = 3,
+    BPROC_ARCH_X86_64 = 4,
+    BPROC_ARCH_PPC64 = 5
+};
+/* The one being compiled for (left undefined on others). */
+#if defined(__i386__)
+#define BPROC_ARCH BPROC_ARCH_X86
+#elif defined(__alpha__)
+#define BPROC_ARCH BPROC_ARCH_ALPHA
+#elif defined(__x86_64__)
+#define BPROC_ARCH BPROC_ARCH_X86_64
+#elif defined(__powerpc64__)
+#define BPROC_ARCH BPROC_ARCH_PPC64
+#elif defined(powerpc) || defined(__powerpc__)
+#define BPROC_ARCH BPROC_ARCH_PPC
+#endif
+
+/* Node attributes (bproc_getnodeattr takes the name without the prefix). */
+#define BPROC_XATTR_PREFIX "bproc."
+#define BPROC_STATE_XATTR "bproc.state"
+#define BPROC_ADDR_XATTR "bproc.addr"
+#define BPROC_XATTR_MAX_NAME_SIZE 63
+#define BPROC_XATTR_MAX_VALUE_SIZE 64
+#define BPROC_XATTR_MAX 32
+
 /* Longest node state string (without its NUL). */
 #define BPROC_STATE_LEN 15
 
