@@ -50,6 +50,9 @@ pub struct Config {
     pub default_gid: u32,
     #[serde(rename = "node")]
     pub node_overrides: Vec<NodeConfig>,
+    /// Run a slave for the front end (node -1: a PID namespace of its own
+    /// here), so that processes can move back to the front end.
+    pub front_end_node: bool,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             default_uid: 0,
             default_gid: 0,
             node_overrides: Vec::new(),
+            front_end_node: false,
         }
     }
 }

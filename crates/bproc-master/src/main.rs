@@ -82,6 +82,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         nodes: cfg.nodes,
         node_timeout: std::time::Duration::from_millis(cfg.node_timeout_ms.into()),
         default_perms: cfg.default_perms(),
+        front_end: cfg.front_end_node,
     });
     for n in 0..cfg.nodes {
         engine.set_perms(n, cfg.perms_of(n));
@@ -95,6 +96,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             pid_max,
         },
     );
+    // The front end's own node: a slave in a PID namespace of its own, which
+    // dies with us.
+    let _front_end = if cfg.front_end_node { Some(runtime::sys::start_front_end_slave(cfg.listen)?) } else { None };
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(async {

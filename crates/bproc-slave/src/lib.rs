@@ -14,6 +14,7 @@
 
 pub mod credit;
 pub mod link;
+pub mod node_service;
 pub mod procs;
 pub mod reaper;
 pub mod restore;

@@ -15,8 +15,11 @@ struct Args {
     #[arg(long)]
     master: String,
     /// This node's number.
-    #[arg(long)]
-    node: u32,
+    #[arg(long, required_unless_present = "front_end")]
+    node: Option<u32>,
+    /// Serve the front end's own node (number -1), beside the master.
+    #[arg(long, conflicts_with = "node")]
+    front_end: bool,
     /// Set this node's hostname (in its own UTS namespace).
     #[arg(long)]
     hostname: Option<String>,
@@ -52,17 +55,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sys::sethostname(name).map_err(|e| anyhow::anyhow!("cannot set hostname {name}: {e}"))?;
     }
     sys::raise_nofile_limit();
+    if std::process::id() == 1 {
+        // Our processes' session, led from inside the node: CRIU cannot
+        // checkpoint a process whose session leader is outside its PID
+        // namespace (bproc_move from the node).
+        if let Err(e) = nix::unistd::setsid() {
+            tracing::warn!(error = %e, "cannot lead a session of our own: bproc_move from this node will fail");
+        }
+    }
     if let Err(e) = sys::prepare_restore_dir() {
         tracing::warn!(error = %e, dir = sys::RESTORE_DIR, "cannot prepare the restore directory");
     }
-    if let Err(e) = sys::publish_node_number(args.node) {
+    // The front end registers as node -1 (u32::MAX on the wire).
+    let node = if args.front_end { u32::MAX } else { args.node.unwrap_or(0) };
+    if let Err(e) = sys::publish_node_number(node as i32) {
         tracing::warn!(error = %e, "cannot publish the node number: bproc_currnode() will not know this node");
     }
     if std::process::id() != 1 {
         sys::become_subreaper().map_err(|e| anyhow::anyhow!("cannot become a subreaper: {e}"))?;
     }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
-    let id = SlaveId { master: args.master.clone(), node: args.node, hostname };
+    let id = SlaveId { master: args.master.clone(), node, hostname };
     let procs = Procs::new(8 << 20);
     // Before the first fork: the probes track this daemon from its next one.
     match ebpf_probes::Probes::load_tracking_self().and_then(ebpf_probes::Probes::into_async) {
@@ -93,6 +106,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     });
+    tokio::spawn(bproc_slave::node_service::serve(procs.clone()));
     let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};

@@ -42,6 +42,8 @@ struct Entry {
     exit: Option<oneshot::Sender<i32>>,
     /// The link that asked for the process, which hears about it.
     out: Outbox,
+    /// It moved to another node: the end of this copy is not its end.
+    moved: bool,
 }
 
 /// A process that one of ours forked on the node (seen by the eBPF fork
@@ -63,6 +65,8 @@ struct Table {
     /// Ids for forked processes: `fork_base + n` (the master's welcome).
     fork_base: u64,
     fork_next: u32,
+    /// The current link's client, for the calls a move makes.
+    link_client: Option<SlaveLinkClient<Channel>>,
 }
 
 impl Table {
@@ -153,6 +157,82 @@ impl Procs {
 
     fn lock(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current link's client (a move streams its image through it).
+    pub fn set_link_client(&self, client: SlaveLinkClient<Channel>) {
+        self.lock().link_client = Some(client);
+    }
+
+    /// Moves process `pid` of this node (waiting on its marker pipe, fd
+    /// `marker_fd`) to `node`: checkpoint it here (left running: the caller's
+    /// helper tells it how the move went), stream the image to the master,
+    /// which has `node` restore it. On success this copy is marked moved, so
+    /// its end is not reported.
+    pub async fn move_out(&self, pid: i32, node: i32, marker_fd: i32) -> Result<(), tonic::Status> {
+        use tonic::Status;
+        let (id, client) = {
+            let t = self.lock();
+            let id = t
+                .find(pid)
+                .map(|(id, _)| id)
+                .ok_or_else(|| Status::not_found(format!("{pid} is no process of bproc's")))?;
+            let client = t.link_client.clone().ok_or_else(|| Status::unavailable("no link to the master"))?;
+            (id, client)
+        };
+        let keys: Vec<String> =
+            [0, 1, 2, marker_fd].iter().map(|fd| libbproc::checkpoint::file_key(pid, *fd).0).collect();
+        if !keys[3].starts_with("pipe:[") {
+            return Err(Status::invalid_argument(format!("fd {marker_fd} of {pid} is not a pipe")));
+        }
+        let dir = restore::ImageDir::new().map_err(Status::internal)?;
+        {
+            let (procs, path) = (self.clone(), dir.path().to_path_buf());
+            tokio::task::spawn_blocking(move || {
+                let _forking = procs.fork_lock.lock().unwrap_or_else(|p| p.into_inner());
+                restore::dump(pid, &path)
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::internal)?;
+        }
+        let header = v1::MoveOutHeader {
+            id,
+            node,
+            pid,
+            stdin_key: keys[0].clone(),
+            stdout_key: keys[1].clone(),
+            stderr_key: keys[2].clone(),
+            marker_key: keys[3].clone(),
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let first = v1::MoveOutChunk { msg: Some(v1::move_out_chunk::Msg::Header(header)) };
+        let _ = tx.send(first).await;
+        let path = dir.path().to_path_buf();
+        let sender = tokio::spawn(async move {
+            let (chunks, mut images) = mpsc::channel(4);
+            let reading = tokio::spawn(async move { libbproc::checkpoint::stream_image(&path, &chunks).await });
+            while let Some(chunk) = images.recv().await {
+                let msg = v1::MoveOutChunk { msg: Some(v1::move_out_chunk::Msg::Chunk(chunk)) };
+                if tx.send(msg).await.is_err() {
+                    break;
+                }
+            }
+            let _ = reading.await;
+        });
+        let reply = client.clone().move_out(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+        sender.abort();
+        drop(dir);
+        reply?;
+        let mut t = self.lock();
+        if let Some(e) = t.by_id.get_mut(&id) {
+            e.moved = true;
+        }
+        if let Some(fid) = t.forked_of.remove(&pid) {
+            t.forked.remove(&fid);
+        }
+        tracing::debug!(id, pid, node, "moved away");
+        Ok(())
     }
 
     /// Where the ids of forked processes start on the current link.
@@ -259,6 +339,7 @@ impl Procs {
                     credits: credits.clone(),
                     exit: Some(exit_tx),
                     out: out.clone(),
+                    moved: false,
                 },
             );
             t.id_of.insert(child.pid, id);
@@ -308,15 +389,18 @@ impl Procs {
             let _ = stderr.await;
             // The reaper always answers (or the table was torn down with the link).
             let status = exit_rx.await.unwrap_or(libc::SIGKILL);
-            let idle = {
+            let (idle, moved) = {
                 let mut t = procs.lock();
-                t.by_id.remove(&id);
-                t.by_id.is_empty()
+                let moved = t.by_id.remove(&id).is_some_and(|e| e.moved);
+                (t.by_id.is_empty(), moved)
             };
             if idle {
                 sys::trim_memory();
             }
-            event(&out, id, Kind::Exited, |e| e.wait_status = status);
+            // A copy that moved away ends silently: the process lives on elsewhere.
+            if !moved {
+                event(&out, id, Kind::Exited, |e| e.wait_status = status);
+            }
         });
     }
 
@@ -355,8 +439,14 @@ impl Procs {
             if t.id_of.contains_key(&pid) || t.by_id.contains_key(&id) {
                 return Err(format!("pid {pid} or process {id} is known here already"));
             }
-            let entry =
-                Entry { pid: Some(pid), stdin: None, credits: credits.clone(), exit: Some(exit_tx), out: out.clone() };
+            let entry = Entry {
+                pid: Some(pid),
+                stdin: None,
+                credits: credits.clone(),
+                exit: Some(exit_tx),
+                out: out.clone(),
+                moved: false,
+            };
             t.by_id.insert(id, entry);
             t.id_of.insert(pid, id);
         }

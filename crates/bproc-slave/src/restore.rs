@@ -134,3 +134,23 @@ pub fn restore(req: &v1::RestoreRequest, dir: &Path) -> Result<Stdio, String> {
     })?;
     Ok(Stdio { stdin, stdout, stderr })
 }
+
+/// Checkpoints process `pid` of this node into `dir`, leaving it running
+/// (it waits on its marker pipe for the verdict). Blocking; the caller holds
+/// the fork lock (the image directory's fd is inherited by CRIU).
+pub fn dump(pid: i32, dir: &Path) -> Result<(), String> {
+    let images = nix::fcntl::open(dir, nix::fcntl::OFlag::O_DIRECTORY, nix::sys::stat::Mode::empty())
+        .map_err(|e| format!("open {}: {e}", dir.display()))?;
+    let mut criu = rust_criu::Criu::new_with_criu_path(criu_path()).map_err(|e| e.to_string())?;
+    criu.set_pid(pid);
+    criu.set_images_dir_fd(images.as_raw_fd());
+    criu.set_leave_running(true);
+    criu.set_shell_job(true);
+    criu.set_log_level(2);
+    criu.set_log_file("dump.log".into());
+    criu.dump().map_err(|e| {
+        let log = std::fs::read_to_string(dir.join("dump.log")).unwrap_or_default();
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error") && !l.contains("RLIMIT_NOFILE")).collect();
+        format!("criu dump of {pid} failed: {e}: {}", errors.join("; "))
+    })
+}

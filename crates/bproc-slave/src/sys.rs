@@ -150,6 +150,10 @@ unsafe fn child(
                 fail(*libc::__errno_location());
             }
         }
+        // Nothing but stdio reaches the program (fds the slave inherited
+        // would, and CRIU could not checkpoint them on the node). The status
+        // pipe stays usable until the exec.
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
         // Raw system calls, not glibc's wrappers: those make every thread of
         // the process change credentials, and after a raw clone3 glibc
         // still believes in the parent's threads and would wait for them
@@ -274,7 +278,7 @@ pub const NODE_FILE_DIR: &str = "/run/bproc/node";
 /// Writes this node's number into [`NODE_FILE_DIR`]`/number`. A slave that
 /// is PID 1 of a namespace node shares the host's /run, so it first mounts a
 /// small tmpfs there in its own mount namespace.
-pub fn publish_node_number(node: u32) -> io::Result<()> {
+pub fn publish_node_number(node: i32) -> io::Result<()> {
     use nix::mount::{mount, MsFlags};
     std::fs::create_dir_all(NODE_FILE_DIR)?;
     if std::process::id() == 1 {

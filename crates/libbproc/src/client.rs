@@ -71,29 +71,7 @@ impl Client {
 
     /// Connects to the master at `path`.
     pub async fn connect_to(path: &Path) -> Result<Client, BprocError> {
-        let unreachable = |source| BprocError::Unreachable { path: path.to_path_buf(), source };
-        // Fail fast and clearly when nobody listens there.
-        let stream = tokio::net::UnixStream::connect(path).await.map_err(unreachable)?;
-        let mut first = Some(stream);
-        let path2 = path.to_path_buf();
-        let endpoint = Endpoint::from_static("http://bproc.master")
-            .initial_stream_window_size(8 << 20)
-            .initial_connection_window_size(32 << 20)
-            .max_frame_size(1 << 20);
-        let channel = endpoint
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let ready = first.take();
-                let path = path2.clone();
-                async move {
-                    let stream = match ready {
-                        Some(s) => s,
-                        None => tokio::net::UnixStream::connect(path).await?,
-                    };
-                    Ok::<_, std::io::Error>(TokioIo::new(stream))
-                }
-            }))
-            .await
-            .map_err(|e| unreachable(std::io::Error::other(e)))?;
+        let channel = uds_channel(path).await?;
         let inner = MasterClient::with_interceptor(channel, add_version as Interceptor)
             .max_decoding_message_size(proto::MAX_MESSAGE_SIZE)
             .max_encoding_message_size(proto::MAX_MESSAGE_SIZE);
@@ -140,8 +118,8 @@ impl Client {
 
     /// Asks the master to move the caller's child `pid` to `node` (see
     /// [`crate::migrate::rfork`]); returns the process's id.
-    pub async fn rfork(&self, node: i32, pid: i32, marker_fd: i32) -> Result<u64, BprocError> {
-        let req = v1::RforkRequest { node, pid, marker_fd };
+    pub async fn rfork(&self, node: i32, pid: i32, marker_fd: i32, move_self: bool) -> Result<u64, BprocError> {
+        let req = v1::RforkRequest { node, pid, marker_fd, move_self };
         Ok(self.inner.clone().rfork(req).await?.into_inner().id)
     }
 
@@ -190,4 +168,45 @@ pub fn current_umask() -> u32 {
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim().to_string())))
         .and_then(|v| u32::from_str_radix(&v, 8).ok())
         .unwrap_or(0o022)
+}
+
+/// An HTTP/2 channel over the Unix socket at `path` (failing fast and clearly
+/// when nobody listens there).
+async fn uds_channel(path: &Path) -> Result<Channel, BprocError> {
+    let unreachable = |source| BprocError::Unreachable { path: path.to_path_buf(), source };
+    // Fail fast and clearly when nobody listens there.
+    let stream = tokio::net::UnixStream::connect(path).await.map_err(unreachable)?;
+    let mut first = Some(stream);
+    let path2 = path.to_path_buf();
+    let endpoint = Endpoint::from_static("http://bproc.master")
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(32 << 20)
+        .max_frame_size(1 << 20);
+    let channel = endpoint
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let ready = first.take();
+            let path = path2.clone();
+            async move {
+                let stream = match ready {
+                    Some(s) => s,
+                    None => tokio::net::UnixStream::connect(path).await?,
+                };
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+        .map_err(|e| unreachable(std::io::Error::other(e)))?;
+    Ok(channel)
+}
+
+/// Where a node's slave serves that node's processes.
+pub const NODE_SOCKET: &str = "/run/bproc/node/slave.sock";
+
+/// Asks this node's slave to move process `pid` (waiting on its marker pipe,
+/// fd `marker_fd`) to `node` (see [`crate::migrate::move_to`]).
+pub async fn node_move(node: i32, pid: i32, marker_fd: i32) -> Result<(), BprocError> {
+    let channel = uds_channel(Path::new(NODE_SOCKET)).await?;
+    let mut client = v1::node_client::NodeClient::with_interceptor(channel, add_version as Interceptor);
+    client.r#move(v1::MoveRequest { node, pid, marker_fd }).await?;
+    Ok(())
 }

@@ -113,6 +113,19 @@ impl GhostExec {
         Ok(GhostExec { program, argv, env, spec_at })
     }
 
+    /// The ghost relays stdin too (a process that moves itself keeps its
+    /// stdin; an rforked child's parent keeps the shared one).
+    fn read_stdin(&mut self) {
+        let (at, _) = self.spec_at;
+        let text = String::from_utf8_lossy(self.env[at].as_bytes()).replace("stdin_null=1", "stdin_null=0");
+        if let Ok(c) = CString::new(text.clone()) {
+            if let Some(off) = text.find(&"0".repeat(ID_DIGITS)) {
+                self.env[at] = c;
+                self.spec_at.1 = off;
+            }
+        }
+    }
+
     /// In the child of fork: write `id` into the placeholder and exec.
     ///
     /// # Safety
@@ -230,7 +243,7 @@ pub fn rfork(node: i32) -> Result<Forked, BprocError> {
     let _ = std::fs::File::from(ready_r).read(&mut ready);
     let result = block_on(async {
         let client = Client::connect().await?;
-        client.rfork(node, pid, marker_fd).await
+        client.rfork(node, pid, marker_fd, false).await
     });
     let mut mark = std::fs::File::from(mark_w);
     match result {
@@ -387,4 +400,110 @@ pub fn vrfork(nodes: &[i32]) -> Result<VForked, BprocError> {
         }
     }
     Ok(VForked::Parent { pids })
+}
+
+/// Moves the caller to `node` (BProc's `bproc_move`): it goes on there with
+/// the same PID, memory, open files and ghost; on the front end its ghost
+/// stays its stand-in. Returns `Ok` on the new node; on failure the caller
+/// goes on where it was. Moving to the node it is on succeeds at once.
+///
+/// The caller waits on a marker pipe while a helper (forked twice, so not a
+/// child of the caller, and so not in its checkpoint) asks for the move:
+/// the master for a process on the front end, the node's slave otherwise.
+/// The copy the move leaves behind reads the verdict: on the front end it
+/// becomes the ghost, on a node it ends without a trace.
+pub fn move_to(node: i32) -> Result<(), BprocError> {
+    let here = currnode();
+    let node = if node == NODE_SELF { here } else { node };
+    if node == here {
+        return Ok(());
+    }
+    let mut ghost = GhostExec::new(node)?;
+    ghost.read_stdin();
+    // A process a slave runs (on a node, or on the front end's own node)
+    // asks that slave; a plain process of the front end asks the master.
+    let managed = std::path::Path::new(crate::client::NODE_SOCKET).exists();
+    let (mark_r, mark_w) = pipe()?;
+    let marker_fd = mark_r.as_raw_fd();
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    // SAFETY: the helper child forks again and exits; the grandchild talks
+    // to the master or the slave on a runtime of its own (a fresh process
+    // with one thread) and exits with _exit.
+    let helper = unsafe { libc::fork() };
+    if helper < 0 {
+        return Err(BprocError::System(format!("fork: {}", std::io::Error::last_os_error())));
+    }
+    if helper == 0 {
+        drop(mark_r);
+        // SAFETY: as above.
+        unsafe {
+            if libc::fork() != 0 {
+                libc::_exit(0);
+            }
+            let verdict = block_on(async {
+                if managed {
+                    crate::client::node_move(node, me, marker_fd).await.map(|()| None)
+                } else {
+                    let client = Client::connect().await?;
+                    client.rfork(node, me, marker_fd, true).await.map(Some)
+                }
+            });
+            let mut msg = [0u8; 9];
+            let len = match verdict {
+                Ok(Some(id)) => {
+                    msg[0] = b'G';
+                    msg[1..].copy_from_slice(&id.to_le_bytes());
+                    9
+                }
+                Ok(None) => {
+                    msg[0] = b'X';
+                    1
+                }
+                Err(e) => {
+                    msg[0] = b'F';
+                    msg[1..5].copy_from_slice(&e.errno().to_le_bytes());
+                    5
+                }
+            };
+            libc::write(mark_w.as_raw_fd(), msg.as_ptr().cast(), len);
+            libc::_exit(0)
+        }
+    }
+    drop(mark_w);
+    let mut status = 0;
+    // SAFETY: the helper is our child; waitpid writes only `status`.
+    unsafe { libc::waitpid(helper, &mut status, 0) };
+    let mut msg = [0u8; 9];
+    let mut got = 0;
+    while got < msg.len() {
+        // SAFETY: reads into our own buffer from our own fd.
+        let n = unsafe { libc::read(mark_r.as_raw_fd(), msg.as_mut_ptr().add(got).cast(), msg.len() - got) };
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+        if matches!(msg[0], b'N' | b'X') || (msg[0] == b'F' && got >= 5) {
+            break;
+        }
+    }
+    drop(mark_r);
+    match (msg[0], got) {
+        (b'N', _) => Ok(()),
+        // The copy left on a node: the process goes on elsewhere.
+        // SAFETY: _exit ends this copy at once, as the slave expects.
+        (b'X', _) => unsafe { libc::_exit(0) },
+        // SAFETY: exec replaces this copy with its ghost (it allocates nothing).
+        (b'G', 9) => unsafe { ghost.exec(u64::from_le_bytes(msg[1..9].try_into().unwrap_or_default())) },
+        (b'F', n) if n >= 5 => {
+            let errno = i32::from_le_bytes(msg[1..5].try_into().unwrap_or_default());
+            Err(match errno {
+                crate::error::errno::BE_INVALIDNODE => BprocError::NoSuchNode(format!("node {node}: no such node")),
+                crate::error::errno::BE_NODEDOWN => BprocError::NodeDown(format!("node {node} is down")),
+                libc::EPERM => BprocError::PermissionDenied(format!("node {node}: permission denied")),
+                _ => BprocError::Migration(format!("moving to node {node} failed (errno {errno})")),
+            })
+        }
+        _ => Err(BprocError::Migration("the move's helper gave no answer".into())),
+    }
 }

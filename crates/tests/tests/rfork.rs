@@ -277,3 +277,38 @@ fn killing_the_slave_during_a_one_gib_migration_fails_the_rfork_and_leaves_nothi
     let ok = Command::new(c.bin("bpsh")).args(["1", "true"]).env("BPROC_SOCKET", c.socket_path()).status();
     assert!(ok.expect("bpsh").success());
 }
+
+#[test]
+fn bproc_move_takes_a_counter_from_node_to_node_to_the_front_end_and_back() {
+    let c = tests::cluster_with_config(3, Some("front_end_node = true\n"));
+    // The front end's own node registers as node -1 (u32::MAX on the wire).
+    wait_for("the front end's node to be up", Duration::from_secs(20), || {
+        let log = std::fs::read_to_string(c.master_log()).ok()?;
+        log.lines().any(|l| l.contains("node up") && l.contains("4294967295")).then_some(())
+    });
+    let counter = c.bin("bproc-rfork-rs");
+    let counter = counter.to_str().expect("utf-8 path");
+    let mut bpsh = tests::spawn_bpsh(&c, &["0", counter, "counter", "1", "2", "-1", "0"]);
+    let bpsh_pid = bpsh.id() as i32;
+    let mut out = BufReader::new(bpsh.stdout.take().expect("stdout"));
+    let mut seen = Vec::new();
+    for expected in 1..=25u64 {
+        let line = read_line(&mut out);
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert!(f.len() == 6 && f[0] == "count" && f[2] == "node" && f[4] == "pid", "line {expected}: {line:?}");
+        let (count, node, pid): (u64, i32, i32) =
+            (f[1].parse().expect("count"), f[3].parse().expect("node"), f[5].parse().expect("pid"));
+        assert_eq!(count, expected, "the count never goes back (or skips)");
+        // ps shows it all along: its ghost, under bpsh, with the same PID.
+        assert_eq!(ppid(pid), Some(bpsh_pid), "line {line:?}: the ghost is bpsh's child");
+        seen.push((node, pid));
+    }
+    let route: Vec<i32> = seen.iter().map(|(n, _)| *n).collect();
+    let expected: Vec<i32> = [0, 1, 2, -1, 0].iter().flat_map(|n| [*n; 5]).collect();
+    assert_eq!(route, expected, "0 -> 1 -> 2 -> front end -> 0");
+    assert!(seen.iter().all(|(_, p)| *p == seen[0].1), "the PID never changes: {seen:?}");
+    let done = collect(&mut bpsh, Duration::from_secs(20), "bpsh");
+    assert!(done.status.success(), "its parent's wait works at the end: {:?} {}", done.status, text(&done.stderr));
+    assert!(proc_state(seen[0].1).is_none(), "no ghost left");
+    wait_for("the master to forget it", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
+}

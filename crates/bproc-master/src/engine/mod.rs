@@ -33,7 +33,15 @@ pub struct EngineConfig {
     pub nodes: u32,
     pub node_timeout: Duration,
     pub default_perms: Perms,
+    /// The front end is a node too (number -1, a PID namespace of its own
+    /// on the master's machine), so that processes can move back to it.
+    pub front_end: bool,
 }
+
+/// The node number of the front end (BProc's `BPROC_NODE_MASTER`).
+pub const FRONT_END: i32 = -1;
+/// How a slave serving the front end registers (-1 as a u32).
+pub const FRONT_END_SLAVE: u32 = u32::MAX;
 
 /// What the runtime must do after an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +52,9 @@ pub enum Effect {
     Signal { conn: ConnId, id: ProcId, signo: i32 },
     /// The process died with its node: its client sees a death by SIGKILL.
     ProcLost { id: ProcId },
+    /// The node a process was moving to is gone: the move failed (the
+    /// process runs on where it was).
+    MoveAborted { id: ProcId },
     /// Close the link to a slave.
     DropSlave { conn: ConnId, reason: String },
 }
@@ -58,6 +69,18 @@ pub enum SpawnError {
     PermissionDenied { node: u32, uid: u32 },
     #[error("empty command line")]
     EmptyArgv,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MoveError {
+    #[error("no process {id}")]
+    NoSuchProcess { id: ProcId },
+    #[error("process {id} is not on the asking node")]
+    NotFromItsNode { id: ProcId },
+    #[error("process {id} is moving already")]
+    AlreadyMoving { id: ProcId },
+    #[error(transparent)]
+    Spawn(SpawnError),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -138,7 +161,8 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
-        let nodes = (0..cfg.nodes)
+        let slots = cfg.nodes + u32::from(cfg.front_end);
+        let nodes = (0..slots)
             .map(|number| Node { number, state: NodeState::Down, link: None, perms: cfg.default_perms })
             .collect();
         Engine { cfg, nodes, procs: BTreeMap::new(), next_id: 1 }
@@ -148,8 +172,26 @@ impl Engine {
         &self.cfg
     }
 
+    /// The compute nodes (the front end's slot, if any, is not among them).
     pub fn nodes(&self) -> &[Node] {
-        &self.nodes
+        &self.nodes[..self.cfg.nodes as usize]
+    }
+
+    /// The slot of node number `node`: 0..nodes, or the front end's for -1.
+    fn slot(&self, node: i32) -> Option<u32> {
+        match node {
+            FRONT_END if self.cfg.front_end => Some(self.cfg.nodes),
+            n => u32::try_from(n).ok().filter(|n| *n < self.cfg.nodes),
+        }
+    }
+
+    /// The node number of slot `slot` (-1 for the front end's).
+    pub fn number(&self, slot: u32) -> i32 {
+        if slot == self.cfg.nodes {
+            FRONT_END
+        } else {
+            slot as i32
+        }
     }
 
     pub fn processes(&self) -> impl Iterator<Item = (&ProcId, &Proc)> {
@@ -191,9 +233,11 @@ impl Engine {
         now: Instant,
     ) -> Result<Vec<Effect>, AttachError> {
         let count = self.cfg.nodes;
-        if node >= count {
-            return Err(AttachError::NoSuchNode { node, count });
-        }
+        let node = match node {
+            FRONT_END_SLAVE if self.cfg.front_end => count,
+            n if n < count => n,
+            n => return Err(AttachError::NoSuchNode { node: n, count }),
+        };
         let mut effects = Vec::new();
         if let Some(old) = self.conn_of_node(node) {
             effects.extend(self.take_down(node, NodeState::Down));
@@ -219,12 +263,87 @@ impl Engine {
         n.state = state;
         n.link = None;
         let lost: Vec<ProcId> = self.procs.iter().filter(|(_, p)| p.node == node).map(|(id, _)| *id).collect();
-        lost.into_iter()
+        let mut effects: Vec<Effect> = lost
+            .into_iter()
             .map(|id| {
                 self.procs.remove(&id);
                 Effect::ProcLost { id }
             })
-            .collect()
+            .collect();
+        effects.extend(self.abort_moves_to_lost_links());
+        effects
+    }
+
+    /// Moves whose target link is gone (its node went down) fail.
+    fn abort_moves_to_lost_links(&mut self) -> Vec<Effect> {
+        let nodes = &self.nodes;
+        let mut effects = Vec::new();
+        for (id, p) in self.procs.iter_mut() {
+            let live = |c: ConnId| nodes.iter().any(|n| n.link.as_ref().is_some_and(|l| l.conn == c));
+            if p.moving_to.is_some_and(|c| !live(c)) {
+                p.moving_to = None;
+                effects.push(Effect::MoveAborted { id: *id });
+            }
+        }
+        effects
+    }
+
+    /// Process `id` (on the node whose link has address `from_addr`) asks to
+    /// move to `node`: the same checks as a spawn there, for the process's
+    /// own credentials. Returns the target's link.
+    pub fn begin_move(&mut self, id: ProcId, from_addr: &str, node: i32) -> Result<ConnId, MoveError> {
+        let p = self.procs.get(&id).ok_or(MoveError::NoSuchProcess { id })?;
+        let src = &self.nodes[p.node as usize];
+        if src.link.as_ref().is_none_or(|l| l.addr != from_addr) {
+            return Err(MoveError::NotFromItsNode { id });
+        }
+        if p.moving_to.is_some() {
+            return Err(MoveError::AlreadyMoving { id });
+        }
+        let count = self.cfg.nodes;
+        let target = self.slot(node).ok_or(MoveError::Spawn(SpawnError::NoSuchNode { node, count }))?;
+        let t = &self.nodes[target as usize];
+        let conn = match (&t.link, t.state) {
+            (Some(l), NodeState::Up) => l.conn,
+            (_, state) => return Err(MoveError::Spawn(SpawnError::NodeNotUp { node: target, state })),
+        };
+        if !t.perms.may_execute(&p.cred) {
+            return Err(MoveError::Spawn(SpawnError::PermissionDenied { node: target, uid: p.cred.uid }));
+        }
+        if let Some(p) = self.procs.get_mut(&id) {
+            p.moving_to = Some(conn);
+        }
+        Ok(conn)
+    }
+
+    /// A move of `id` ended without a restore (an error on the way).
+    pub fn end_move(&mut self, id: ProcId) {
+        if let Some(p) = self.procs.get_mut(&id) {
+            p.moving_to = None;
+        }
+    }
+
+    /// An event from the link a process is moving to: the restore there
+    /// (STARTED: the process now belongs to that node and link) or its
+    /// failure. `None` when the event is not about a move.
+    pub fn move_event(&mut self, conn: ConnId, id: ProcId, kind: &ProcEventKind) -> Option<Result<i32, String>> {
+        let node = self.node_of_conn(conn)?;
+        let p = self.procs.get_mut(&id).filter(|p| p.moving_to == Some(conn))?;
+        match kind {
+            ProcEventKind::Started { node_pid } => {
+                p.moving_to = None;
+                p.prev_conn = Some(p.conn);
+                p.conn = conn;
+                p.node = node;
+                p.node_pid = Some(*node_pid);
+                Some(Ok(*node_pid))
+            }
+            ProcEventKind::ExecFailed | ProcEventKind::Exited => {
+                p.moving_to = None;
+                Some(Err(format!("node {node} could not restore the process")))
+            }
+            _ => None,
+        }
     }
 
     /// Anything heard from a slave counts as a sign of life.
@@ -283,10 +402,7 @@ impl Engine {
             return Err(SpawnError::EmptyArgv);
         }
         let count = self.cfg.nodes;
-        let node = u32::try_from(spec.node)
-            .ok()
-            .filter(|n| *n < count)
-            .ok_or(SpawnError::NoSuchNode { node: spec.node, count })?;
+        let node = self.slot(spec.node).ok_or(SpawnError::NoSuchNode { node: spec.node, count })?;
         let n = &self.nodes[node as usize];
         let conn = match (&n.link, n.state) {
             (Some(l), NodeState::Up) => l.conn,
@@ -310,6 +426,9 @@ impl Engine {
                 state: ProcState::Starting,
                 ghost_stopped: false,
                 parent: None,
+                cred: cred.clone(),
+                moving_to: None,
+                prev_conn: None,
             },
         );
         Ok((id, conn))
@@ -319,6 +438,15 @@ impl Engine {
     pub fn check_owner(&self, conn: ConnId, id: ProcId) -> Result<(), EventError> {
         match self.procs.get(&id) {
             Some(p) if p.conn == conn => Ok(()),
+            _ => Err(EventError::NotOurs { id }),
+        }
+    }
+
+    /// Checks that output or a stdin acknowledgement for `id` may come from
+    /// `conn`: its node's link, or the one it just moved away from.
+    pub fn check_stdio_owner(&self, conn: ConnId, id: ProcId) -> Result<(), EventError> {
+        match self.procs.get(&id) {
+            Some(p) if p.conn == conn || p.prev_conn == Some(conn) => Ok(()),
             _ => Err(EventError::NotOurs { id }),
         }
     }
@@ -381,6 +509,8 @@ impl Engine {
             ghost_stopped: false,
             parent: Some(parent),
             argv: p.argv.clone(),
+            moving_to: None,
+            prev_conn: None,
             ..p.clone()
         };
         self.procs.insert(id, child);
@@ -427,6 +557,7 @@ mod tests {
             nodes,
             node_timeout: Duration::from_secs(3),
             default_perms: Perms { uid: 0, gid: 0, mode: 0o111 },
+            front_end: false,
         })
     }
 

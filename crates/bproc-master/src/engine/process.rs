@@ -49,4 +49,12 @@ pub struct Proc {
     /// The process that forked it on the node (None for what a client asked
     /// for).
     pub parent: Option<super::ProcId>,
+    /// Who it runs as (checked against a node's permissions when it moves).
+    pub cred: super::Cred,
+    /// It is being restored on the node behind this link (bproc_move); it
+    /// still runs where it was until that node has it.
+    pub moving_to: Option<super::ConnId>,
+    /// The link it moved away from: the last of its output may still come
+    /// from there.
+    pub prev_conn: Option<super::ConnId>,
 }

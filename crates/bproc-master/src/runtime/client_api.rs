@@ -78,9 +78,16 @@ impl v1::master_server::Master for MasterService {
         let cred = peer_cred(&req)?;
         let r = req.into_inner();
         let child = migrate::inspect(r.pid, r.marker_fd).map_err(Status::invalid_argument)?;
-        // The kernel's word: only a process's own parent, of the same uid, may move it.
-        if child.ppid != cred.pid || child.uid != cred.uid {
-            return Err(Status::permission_denied(format!("process {} is not the caller's child", r.pid)));
+        // The kernel's word: only a process's own parent of the same uid may
+        // rfork it; a process moving itself (bproc_move) sends a helper of
+        // its own uid.
+        let allowed = if r.move_self {
+            child.uid == cred.uid || cred.uid == 0
+        } else {
+            child.ppid == cred.pid && child.uid == cred.uid
+        };
+        if !allowed {
+            return Err(Status::permission_denied(format!("process {} is not the caller's to move", r.pid)));
         }
         let spec = SpawnSpec {
             node: r.node,
@@ -118,7 +125,7 @@ impl v1::master_server::Master for MasterService {
 
     async fn nodes(&self, _req: Request<v1::NodesRequest>) -> Result<Response<v1::NodesReply>, Status> {
         let st = self.shared.lock();
-        let mut counts = vec![0u32; st.engine.nodes().len()];
+        let mut counts = vec![0u32; st.engine.nodes().len() + 1];
         for (_, p) in st.engine.processes() {
             if let Some(c) = counts.get_mut(p.node as usize) {
                 *c += 1;
@@ -149,7 +156,7 @@ impl v1::master_server::Master for MasterService {
             .processes()
             .map(|(id, p)| v1::ProcessInfo {
                 id: *id,
-                node: p.node as i32,
+                node: st.engine.number(p.node),
                 node_pid: p.node_pid.unwrap_or(0),
                 uid: p.uid,
                 argv: p.argv.clone(),
@@ -211,54 +218,14 @@ impl MasterService {
             tokio::task::spawn_blocking(move || migrate::dump(pid, &dir, shell_job)).await
         };
         let result = match dumped {
-            Ok(Ok(())) => self.restore(id, conn, pid, child, &dir).await,
+            Ok(Ok(())) => {
+                restore_on(&self.shared, id, conn, pid, child.stdio.clone(), child.marker.clone(), &dir).await
+            }
             Ok(Err(why)) => Err(Status::internal(why)),
             Err(e) => Err(Status::internal(e.to_string())),
         };
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
         result
-    }
-
-    async fn restore(
-        &self,
-        id: ProcId,
-        conn: ConnId,
-        pid: i32,
-        child: &migrate::Child,
-        dir: &std::path::Path,
-    ) -> Result<i32, Status> {
-        let image = migrate::random_name();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        {
-            let mut st = self.shared.lock();
-            st.restores.insert(id, tx);
-            st.images.insert(image.clone(), dir.to_path_buf());
-            let [stdin_key, stdout_key, stderr_key] = child.stdio.clone();
-            let req = v1::RestoreRequest {
-                id,
-                image: image.clone(),
-                pid,
-                stdin_key,
-                stdout_key,
-                stderr_key,
-                marker_key: child.marker.clone(),
-                shell_job: child.shell_job,
-            };
-            if !st.send_slave(conn, master_msg::Msg::Restore(req)) {
-                st.restores.remove(&id);
-                st.images.remove(&image);
-                return Err(Status::aborted("the node's link is gone"));
-            }
-        }
-        let answer = tokio::time::timeout(migrate::RESTORE_TIMEOUT, rx).await;
-        let mut st = self.shared.lock();
-        st.images.remove(&image);
-        st.restores.remove(&id);
-        match answer {
-            Ok(Ok(Ok(node_pid))) => Ok(node_pid),
-            Ok(Ok(Err(why))) => Err(Status::aborted(why)),
-            Ok(Err(_)) | Err(_) => Err(Status::aborted("the node did not restore the process in time")),
-        }
     }
 
     /// The probes report signals to the ghost and its death.
@@ -344,5 +311,51 @@ async fn read_client(shared: Arc<Shared>, id: ProcId, gen: u64, mut inbound: Str
     } else if !st.clients.contains_key(&id) {
         let effect = st.engine.client_gone(id);
         st.apply(effect.into_iter().collect());
+    }
+}
+
+/// Has the slave on `conn` restore the image in `dir` as process `id` with
+/// PID `pid`, its files named by `stdio` and `marker` replaced; returns its
+/// node PID once the slave reports it STARTED.
+pub(super) async fn restore_on(
+    shared: &Shared,
+    id: ProcId,
+    conn: ConnId,
+    pid: i32,
+    stdio: [String; 3],
+    marker: String,
+    dir: &std::path::Path,
+) -> Result<i32, Status> {
+    let image = migrate::random_name();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    {
+        let mut st = shared.lock();
+        st.restores.insert(id, tx);
+        st.images.insert(image.clone(), dir.to_path_buf());
+        let [stdin_key, stdout_key, stderr_key] = stdio;
+        let req = v1::RestoreRequest {
+            id,
+            image: image.clone(),
+            pid,
+            stdin_key,
+            stdout_key,
+            stderr_key,
+            marker_key: marker,
+            shell_job: true,
+        };
+        if !st.send_slave(conn, master_msg::Msg::Restore(req)) {
+            st.restores.remove(&id);
+            st.images.remove(&image);
+            return Err(Status::aborted("the node's link is gone"));
+        }
+    }
+    let answer = tokio::time::timeout(migrate::RESTORE_TIMEOUT, rx).await;
+    let mut st = shared.lock();
+    st.images.remove(&image);
+    st.restores.remove(&id);
+    match answer {
+        Ok(Ok(Ok(node_pid))) => Ok(node_pid),
+        Ok(Ok(Err(why))) => Err(Status::aborted(why)),
+        Ok(Err(_)) | Err(_) => Err(Status::aborted("the node did not restore the process in time")),
     }
 }

@@ -41,29 +41,6 @@ pub struct Child {
     pub shell_job: bool,
 }
 
-/// CRIU's name for an open file, from its /proc/PID/fd link: pipes and
-/// sockets by inode (`pipe:[123]`), files by their path without the leading
-/// slash. A terminal is named by CRIU as `tty[rdev:dev]`.
-pub fn criu_key(link: &str, tty_ids: Option<(u64, u64)>) -> String {
-    if let Some((rdev, dev)) = tty_ids {
-        return format!("tty[{rdev:x}:{dev:x}]");
-    }
-    match link.strip_prefix('/') {
-        Some(path) => path.to_string(),
-        None => link.to_string(),
-    }
-}
-
-/// A terminal's (rdev, dev), if `path` is one.
-fn tty_ids(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let m = std::fs::metadata(path).ok()?;
-    let major = (m.rdev() >> 8) & 0xfff;
-    // Terminals: the pty slaves (136-143), the consoles and serial lines (4, 5).
-    let tty = m.file_type().is_char_device() && (matches!(major, 4 | 5) || (136..=143).contains(&major));
-    tty.then(|| (m.rdev(), m.dev()))
-}
-
 /// Reads what the master needs of process `pid` from /proc (the kernel's
 /// word, not the caller's).
 pub fn inspect(pid: i32, marker_fd: i32) -> Result<Child, String> {
@@ -80,11 +57,9 @@ pub fn inspect(pid: i32, marker_fd: i32) -> Result<Child, String> {
     }
     let mut shell_job = false;
     let mut key = |fd: i32| -> String {
-        let path = PathBuf::from(format!("/proc/{pid}/fd/{fd}"));
-        let Ok(link) = std::fs::read_link(&path) else { return String::new() };
-        let tty = tty_ids(&path);
-        shell_job |= tty.is_some();
-        criu_key(&link.to_string_lossy(), tty)
+        let (key, tty) = libbproc::checkpoint::file_key(pid, fd);
+        shell_job |= tty;
+        key
     };
     let stdio = [key(0), key(1), key(2)];
     let marker = key(marker_fd);
@@ -177,14 +152,6 @@ pub fn image_dir(id: u64) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn criu_names_files_as_it_does_in_images() {
-        assert_eq!(criu_key("pipe:[1234]", None), "pipe:[1234]");
-        assert_eq!(criu_key("socket:[77]", None), "socket:[77]");
-        assert_eq!(criu_key("/tmp/out.txt", None), "tmp/out.txt");
-        assert_eq!(criu_key("/dev/pts/3", Some((0x8803, 0x18))), "tty[8803:18]");
-    }
 
     #[test]
     fn inspect_reads_the_kernel_view_of_a_child() {

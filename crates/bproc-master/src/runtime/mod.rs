@@ -274,6 +274,7 @@ impl State {
                 Effect::Signal { conn, id, signo } => {
                     self.send_slave(conn, master_msg::Msg::Signal(v1::SignalRequest { id, signo }));
                 }
+                Effect::MoveAborted { id } => self.restored(id, Err("the node it moved to was lost".into())),
                 Effect::ProcLost { id } => {
                     self.restored(id, Err("the node was lost".into()));
                     self.tell(id, convert::lost_event(id), true);

@@ -8,9 +8,10 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
+use super::migrate;
 use super::ratelimit::RateLimit;
 use super::{ClientHandle, Shared, SlaveHandle};
-use crate::engine::{fork_id_base, node_pid_base, ConnId, ProcEventKind};
+use crate::engine::{fork_id_base, node_pid_base, ConnId, MoveError, ProcEventKind};
 
 static BAD_SLAVE_MSG: RateLimit = RateLimit::new(5);
 
@@ -21,13 +22,37 @@ pub struct SlaveLinkService {
     pub shared: Arc<Shared>,
 }
 
-/// Image files travel in chunks of this size.
-const IMAGE_CHUNK: usize = 1 << 20;
-
 #[tonic::async_trait]
 impl v1::slave_link_server::SlaveLink for SlaveLinkService {
     type AttachStream = UnboundedReceiverStream<Result<v1::MasterMsg, Status>>;
     type FetchImageStream = tokio_stream::wrappers::ReceiverStream<Result<v1::ImageChunk, Status>>;
+
+    async fn move_out(&self, req: Request<Streaming<v1::MoveOutChunk>>) -> Result<Response<v1::MoveOutReply>, Status> {
+        let from = req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let mut inbound = req.into_inner();
+        let Some(v1::MoveOutChunk { msg: Some(v1::move_out_chunk::Msg::Header(h)) }) = inbound.message().await? else {
+            return Err(Status::invalid_argument("a move starts with its header"));
+        };
+        let id = h.id;
+        let conn = self.shared.lock().engine.begin_move(id, &from, h.node).map_err(|e| match e {
+            MoveError::Spawn(s) => convert::spawn_status(s),
+            other => Status::permission_denied(other.to_string()),
+        })?;
+        let dir = migrate::image_dir(id).map_err(Status::internal)?;
+        let result = async {
+            receive_image(&mut inbound, &dir)
+                .await
+                .map_err(|e| Status::aborted(format!("receiving the image: {e}")))?;
+            let stdio = [h.stdin_key.clone(), h.stdout_key.clone(), h.stderr_key.clone()];
+            super::client_api::restore_on(&self.shared, id, conn, h.pid, stdio, h.marker_key.clone(), &dir).await
+        }
+        .await;
+        self.shared.lock().engine.end_move(id);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        let node_pid = result?;
+        tracing::debug!(id, node = h.node, node_pid, "moved");
+        Ok(Response::new(v1::MoveOutReply { node_pid }))
+    }
 
     async fn fetch_image(
         &self,
@@ -35,13 +60,20 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
     ) -> Result<Response<Self::FetchImageStream>, Status> {
         let name = req.into_inner().image;
         let dir = self.shared.lock().images.get(&name).cloned().ok_or_else(|| Status::not_found("no such image"))?;
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (chunks, mut rx) = tokio::sync::mpsc::channel(4);
+        let (tx, out) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
-            if let Err(e) = send_image(&dir, &tx).await {
+            let reading = tokio::spawn(async move { libbproc::checkpoint::stream_image(&dir, &chunks).await });
+            while let Some(chunk) = rx.recv().await {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            if let Ok(Err(e)) = reading.await {
                 let _ = tx.send(Err(Status::internal(format!("reading the image: {e}")))).await;
             }
         });
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(out)))
     }
 
     #[tracing::instrument(skip_all, fields(peer = ?req.remote_addr()))]
@@ -122,6 +154,11 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
         }
         Some(slave_msg::Msg::Event(ev)) => {
             let kind = convert::event_kind(&ev).ok_or("process event of unknown kind, or with a bad command line")?;
+            // The node a process moves to restored it (or could not).
+            if let Some(result) = st.engine.move_event(conn, ev.id, &kind) {
+                st.restored(ev.id, result);
+                return Ok(());
+            }
             let forked = matches!(kind, ProcEventKind::Forked { .. });
             // What an rfork waiting for this process learns from the event.
             let restore = match kind {
@@ -150,7 +187,7 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
             }
         }
         Some(slave_msg::Msg::Output(data)) => {
-            st.engine.check_owner(conn, data.id).map_err(|e| e.to_string())?;
+            st.engine.check_stdio_owner(conn, data.id).map_err(|e| e.to_string())?;
             if data.stream == v1::StdStream::Stdin as i32 {
                 return Err("output on the stdin stream".into());
             }
@@ -165,7 +202,7 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
             }
         }
         Some(slave_msg::Msg::StdinAck(ack)) => {
-            st.engine.check_owner(conn, ack.id).map_err(|e| e.to_string())?;
+            st.engine.check_stdio_owner(conn, ack.id).map_err(|e| e.to_string())?;
             if let Some(client) = st.clients.get_mut(&ack.id) {
                 client.stdin_outstanding = client.stdin_outstanding.saturating_sub(ack.bytes);
                 let id = ack.id;
@@ -178,41 +215,32 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
     Ok(())
 }
 
-/// Streams every file of the image in `dir` (an empty file as one empty
-/// chunk); the bounded channel paces the reads to the slave's.
-async fn send_image(
-    dir: &std::path::Path,
-    tx: &tokio::sync::mpsc::Sender<Result<v1::ImageChunk, Status>>,
-) -> std::io::Result<()> {
-    use tokio::io::AsyncReadExt;
-    let mut entries = tokio::fs::read_dir(dir).await?;
-    while let Some(entry) = entries.next_entry().await? {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        if file.ends_with(".log") || !entry.file_type().await?.is_file() {
-            continue;
+/// Writes the image chunks of a move into `dir`.
+async fn receive_image(inbound: &mut Streaming<v1::MoveOutChunk>, dir: &std::path::Path) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let mut current: Option<(String, tokio::fs::File)> = None;
+    while let Some(msg) = inbound.message().await.map_err(|s| s.message().to_string())? {
+        let Some(v1::move_out_chunk::Msg::Chunk(chunk)) = msg.msg else {
+            return Err("a second header".into());
+        };
+        if chunk.file.is_empty() || chunk.file.contains('/') || chunk.file.starts_with('.') {
+            return Err(format!("bad image file name {:?}", chunk.file));
         }
-        let mut f = tokio::fs::File::open(entry.path()).await?;
-        let mut first = true;
-        loop {
-            let mut buf = bytes::BytesMut::with_capacity(IMAGE_CHUNK);
-            while buf.len() < IMAGE_CHUNK {
-                if f.read_buf(&mut buf).await? == 0 {
-                    break;
-                }
-            }
-            if buf.is_empty() && !first {
-                break;
-            }
-            first = false;
-            let full = buf.len() == IMAGE_CHUNK;
-            let chunk = v1::ImageChunk { file: file.clone(), data: buf.freeze() };
-            if tx.send(Ok(chunk)).await.is_err() {
-                return Ok(());
-            }
-            if !full {
-                break;
-            }
+        if current.as_ref().is_none_or(|(f, _)| *f != chunk.file) {
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join(&chunk.file))
+                .await
+                .map_err(|e| format!("{}: {e}", chunk.file))?;
+            current = Some((chunk.file.clone(), file));
         }
+        if let Some((_, file)) = current.as_mut() {
+            file.write_all(&chunk.data).await.map_err(|e| e.to_string())?;
+        }
+    }
+    if let Some((_, mut file)) = current {
+        file.flush().await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -140,6 +140,27 @@ fn bench(mb: usize, node: i32, runs: usize) -> i32 {
     0
 }
 
+/// Counts, moving itself to each node of `route` in turn (five counts on
+/// each), and exits 0 after the last. Each line: count, node, PID.
+fn counter(route: &[i32]) -> i32 {
+    let mut count = 0u64;
+    for &next in route.iter().chain(std::iter::once(&i32::MIN)) {
+        for _ in 0..5 {
+            count += 1;
+            println!("count {count} node {} pid {}", migrate::currnode(), std::process::id());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if next == i32::MIN {
+            break;
+        }
+        if let Err(e) = migrate::move_to(next) {
+            println!("move to {next} failed: errno {} ({})", e.errno(), strerror(e.errno()));
+            return 3;
+        }
+    }
+    0
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let nodes: Vec<i32> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
@@ -154,6 +175,7 @@ fn main() {
                 unsafe { libc::pause() };
             }
         }
+        Some("counter") => counter(&nodes),
         Some("execmove") => {
             println!("caller pid {}", std::process::id());
             let argv = cstrings(["sh", "-c", "echo execmove pid $$ on $(hostname); exit 9"]);
