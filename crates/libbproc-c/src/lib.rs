@@ -1273,3 +1273,36 @@ pub extern "C" fn bproc_libdel(_libname: *const c_char) -> c_int {
 pub extern "C" fn bproc_liblist(_list: *mut *mut c_char) -> c_int {
     fail(libc::ENOSYS)
 }
+
+/// Moves the caller to `node`: 0 on the new node (same PID, memory and open
+/// files; its ghost stays on the front end), -1 and errno on failure (the
+/// caller goes on where it was). Moving to the node it is on succeeds.
+#[no_mangle]
+pub extern "C" fn bproc_move(node: c_int) -> c_int {
+    match migrate::move_to(node) {
+        Ok(()) => 0,
+        Err(e) => fail(e.errno()),
+    }
+}
+
+/// [`bproc_move`] with an io list: with none (`io` null or `iolen` -1) the
+/// same call; with one, -1 and ENOSYS (not supported yet).
+#[no_mangle]
+pub extern "C" fn bproc_move_io(node: c_int, io: *const c_void, iolen: c_int) -> c_int {
+    match default_io(io, iolen) {
+        Ok(()) => bproc_move(node),
+        Err(e) => fail(e),
+    }
+}
+
+/// [`bproc_move`] with BProc's dump flags (ignored).
+#[no_mangle]
+pub extern "C" fn _bproc_move(node: c_int, _flags: c_int) -> c_int {
+    bproc_move(node)
+}
+
+/// [`bproc_move_io`] with BProc's dump flags (ignored).
+#[no_mangle]
+pub extern "C" fn _bproc_move_io(node: c_int, io: *const c_void, iolen: c_int, _flags: c_int) -> c_int {
+    bproc_move_io(node, io, iolen)
+}

@@ -2,6 +2,7 @@
  * Usage: vector execmove NODE
  *        vector vexecmove NODE...
  *        vector vrfork NODE...
+ *        vector counter NODE...  (counts, moving to each NODE in turn)
  * Children report one line each; the parent prints the pids[] it got and
  * every child's exit status. */
 #include <errno.h>
@@ -35,6 +36,20 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n; i++)
         nodes[i] = atoi(argv[i + 2]);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (strcmp(argv[1], "counter") == 0) {
+        unsigned long count = 0;
+        for (int i = 0; i <= n; i++) {
+            for (int k = 0; k < 5; k++) {
+                printf("count %lu node %d pid %d\n", ++count, bproc_currnode(), (int)getpid());
+                usleep(20000);
+            }
+            if (i < n && bproc_move(nodes[i]) != 0) {
+                printf("move to %d failed: errno %d (%s)\n", nodes[i], errno, bproc_strerror(errno));
+                return 3;
+            }
+        }
+        return 0;
+    }
     if (strcmp(argv[1], "execmove") == 0) {
         char *args[] = {"sh", "-c", "echo execmove pid $$ on $(hostname); exit 9", NULL};
         printf("caller pid %d\n", (int)getpid());

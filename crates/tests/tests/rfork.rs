@@ -279,14 +279,23 @@ fn killing_the_slave_during_a_one_gib_migration_fails_the_rfork_and_leaves_nothi
 }
 
 #[test]
-fn bproc_move_takes_a_counter_from_node_to_node_to_the_front_end_and_back() {
+fn bproc_move_takes_a_c_counter_from_node_to_node_to_the_front_end_and_back() {
+    move_counter(Api::C);
+}
+
+#[test]
+fn bproc_move_takes_a_rust_counter_from_node_to_node_to_the_front_end_and_back() {
+    move_counter(Api::Rust);
+}
+
+fn move_counter(api: Api) {
     let c = tests::cluster_with_config(3, Some("front_end_node = true\n"));
     // The front end's own node registers as node -1 (u32::MAX on the wire).
     wait_for("the front end's node to be up", Duration::from_secs(20), || {
         let log = std::fs::read_to_string(c.master_log()).ok()?;
         log.lines().any(|l| l.contains("node up") && l.contains("4294967295")).then_some(())
     });
-    let counter = c.bin("bproc-rfork-rs");
+    let counter = vector(&c, api);
     let counter = counter.to_str().expect("utf-8 path");
     let mut bpsh = tests::spawn_bpsh(&c, &["0", counter, "counter", "1", "2", "-1", "0"]);
     let bpsh_pid = bpsh.id() as i32;
