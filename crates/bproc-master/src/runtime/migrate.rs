@@ -161,7 +161,15 @@ mod tests {
             .spawn()
             .expect("spawn sleep");
         let pid = child.id() as i32;
-        let seen = inspect(pid, 0).expect("inspect");
+        // spawn can return before the kernel shows the new command line.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let seen = loop {
+            let seen = inspect(pid, 0).expect("inspect");
+            if !seen.argv.is_empty() || std::time::Instant::now() > deadline {
+                break seen;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
         assert_eq!(seen.ppid, std::process::id() as i32);
         assert_eq!(seen.argv, vec![b"sleep".to_vec(), b"100".to_vec()]);
         assert!(seen.stdio[0].starts_with("pipe:["), "{seen:?}");
