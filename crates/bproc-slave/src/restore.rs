@@ -7,7 +7,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use proto::v1::{self, slave_link_client::SlaveLinkClient};
-use tokio::io::AsyncWriteExt;
 use tonic::transport::Channel;
 
 /// Where CRIU is, unless `BPROC_CRIU` says otherwise (`x.sh` builds it there).
@@ -41,31 +40,11 @@ impl Drop for ImageDir {
 pub async fn fetch(mut client: SlaveLinkClient<Channel>, name: &str, dir: &Path) -> Result<u64, String> {
     let req = v1::FetchImageRequest { image: name.to_string() };
     let mut stream = client.fetch_image(req).await.map_err(|s| s.message().to_string())?.into_inner();
-    let mut current: Option<(String, tokio::fs::File)> = None;
-    let mut total = 0u64;
+    let mut writer = libbproc::checkpoint::ImageWriter::new(dir);
     while let Some(chunk) = stream.message().await.map_err(|s| s.message().to_string())? {
-        let plain = !chunk.file.is_empty() && !chunk.file.contains('/') && chunk.file != "." && chunk.file != "..";
-        if !plain {
-            return Err(format!("bad image file name {:?}", chunk.file));
-        }
-        if current.as_ref().is_none_or(|(f, _)| *f != chunk.file) {
-            let file = tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(dir.join(&chunk.file))
-                .await
-                .map_err(|e| format!("{}: {e}", chunk.file))?;
-            current = Some((chunk.file.clone(), file));
-        }
-        if let Some((_, file)) = current.as_mut() {
-            file.write_all(&chunk.data).await.map_err(|e| e.to_string())?;
-        }
-        total += chunk.data.len() as u64;
+        writer.write(chunk).await?;
     }
-    if let Some((_, mut file)) = current {
-        file.flush().await.map_err(|e| e.to_string())?;
-    }
-    Ok(total)
+    writer.finish().await
 }
 
 /// The slave's ends of a restored process's stdio.

@@ -77,6 +77,52 @@ pub async fn stream_image(dir: &Path, tx: &tokio::sync::mpsc::Sender<v1::ImageCh
     Ok(())
 }
 
+/// Writes an image's chunks into a directory, file by file, refusing any
+/// name that is not a plain file name (a peer names the files).
+pub struct ImageWriter {
+    dir: std::path::PathBuf,
+    current: Option<(String, tokio::fs::File)>,
+    bytes: u64,
+}
+
+impl ImageWriter {
+    pub fn new(dir: &Path) -> Self {
+        ImageWriter { dir: dir.to_path_buf(), current: None, bytes: 0 }
+    }
+
+    /// Appends `chunk` to its file (creating it: a file may not come twice).
+    pub async fn write(&mut self, chunk: v1::ImageChunk) -> Result<(), String> {
+        use tokio::io::AsyncWriteExt;
+        let plain = !chunk.file.is_empty() && !chunk.file.contains('/') && !chunk.file.starts_with('.');
+        if !plain {
+            return Err(format!("bad image file name {:?}", chunk.file));
+        }
+        if self.current.as_ref().is_none_or(|(f, _)| *f != chunk.file) {
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.dir.join(&chunk.file))
+                .await
+                .map_err(|e| format!("{}: {e}", chunk.file))?;
+            self.current = Some((chunk.file.clone(), file));
+        }
+        if let Some((_, file)) = self.current.as_mut() {
+            file.write_all(&chunk.data).await.map_err(|e| e.to_string())?;
+        }
+        self.bytes += chunk.data.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes the last file; returns the bytes written.
+    pub async fn finish(self) -> Result<u64, String> {
+        use tokio::io::AsyncWriteExt;
+        if let Some((_, mut file)) = self.current {
+            file.flush().await.map_err(|e| e.to_string())?;
+        }
+        Ok(self.bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,30 +217,12 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
 
 /// Writes the image chunks of a move into `dir`.
 async fn receive_image(inbound: &mut Streaming<v1::MoveOutChunk>, dir: &std::path::Path) -> Result<(), String> {
-    use tokio::io::AsyncWriteExt;
-    let mut current: Option<(String, tokio::fs::File)> = None;
+    let mut writer = libbproc::checkpoint::ImageWriter::new(dir);
     while let Some(msg) = inbound.message().await.map_err(|s| s.message().to_string())? {
         let Some(v1::move_out_chunk::Msg::Chunk(chunk)) = msg.msg else {
             return Err("a second header".into());
         };
-        if chunk.file.is_empty() || chunk.file.contains('/') || chunk.file.starts_with('.') {
-            return Err(format!("bad image file name {:?}", chunk.file));
-        }
-        if current.as_ref().is_none_or(|(f, _)| *f != chunk.file) {
-            let file = tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(dir.join(&chunk.file))
-                .await
-                .map_err(|e| format!("{}: {e}", chunk.file))?;
-            current = Some((chunk.file.clone(), file));
-        }
-        if let Some((_, file)) = current.as_mut() {
-            file.write_all(&chunk.data).await.map_err(|e| e.to_string())?;
-        }
+        writer.write(chunk).await?;
     }
-    if let Some((_, mut file)) = current {
-        file.flush().await.map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    writer.finish().await.map(|_| ())
 }
