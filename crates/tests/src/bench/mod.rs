@@ -40,6 +40,8 @@ pub struct Config {
     /// Process sizes for the rfork round trip, in MiB, with runs of rfork (and of fork) and of
     /// CRIU's CLI.
     pub migrate: &'static [(usize, usize, usize)],
+    /// vexecmove at scale: nodes, processes per node.
+    pub vexecmove: (u32, usize),
 }
 
 impl Config {
@@ -54,6 +56,7 @@ impl Config {
         ghosts: 1000,
         crowd_runs: 3,
         migrate: &[(1, 10, 3), (100, 5, 3), (1024, 3, 2)],
+        vexecmove: (16, 1000),
     };
     /// `--quick`: proves the benchmarks work, well under a minute.
     pub const QUICK: Config = Config {
@@ -66,5 +69,6 @@ impl Config {
         ghosts: 20,
         crowd_runs: 1,
         migrate: &[(1, 3, 1), (16, 2, 1)],
+        vexecmove: (4, 10),
     };
 }

@@ -12,7 +12,8 @@
 //!    arrived, against the same with a local shell (1-node cluster);
 //! 7. ghost memory: USS of each of 1,000 ghosts at once (4-node cluster) against local `sleep`;
 //! 8. the time for those 1,000 ghosts to appear and to be reaped, against 1,000 local `sleep`;
-//! 9. rfork round trip of 1 MB, 100 MB and 1 GiB processes against fork() and CRIU's CLI.
+//! 9. rfork round trip of 1 MB, 100 MB and 1 GiB processes against fork() and CRIU's CLI;
+//! 10. vexecmove of `true` to 16 nodes × 1,000 processes, started and reaped.
 //!
 //! Every figure gives its number of runs, the median and p10/p90 or min/max; each target is
 //! reported as PASS or MISS, never failing the run. The run fails (exit 1, after writing the
@@ -128,6 +129,11 @@ fn run() -> Result<bool> {
         progress("bringing up a 4-node cluster; rfork round trips");
         let four = up(4)?;
         sections.push(migrate::rfork_round_trip(&four, &cfg));
+    }
+    {
+        progress(&format!("bringing up a {}-node cluster; vexecmove at scale", cfg.vexecmove.0));
+        let many = up(cfg.vexecmove.0)?;
+        sections.push(migrate::vexecmove_at_scale(&many, &cfg));
     }
     let text = report::render(&argv, args.quick, &sections, started.elapsed());
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -176,6 +176,21 @@ fn main() {
             }
         }
         Some("counter") => counter(&nodes),
+        Some("vexecmove-true") => {
+            let argv = cstrings(["true"]);
+            match migrate::vexecmove(&nodes, &argv[0], &argv, &environ()) {
+                Ok(pids) => {
+                    let started = pids.iter().filter(|p| p.is_ok()).count();
+                    let reaped = pids.iter().filter_map(|p| p.ok()).filter(|pid| wait(*pid) == Some(0)).count();
+                    println!("reaped {reaped} of {started}");
+                    i32::from(started != pids.len())
+                }
+                Err(e) => {
+                    println!("vexecmove failed: {}", strerror(e.errno()));
+                    3
+                }
+            }
+        }
         Some("execmove") => {
             println!("caller pid {}", std::process::id());
             let argv = cstrings(["sh", "-c", "echo execmove pid $$ on $(hostname); exit 9"]);
