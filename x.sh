@@ -162,6 +162,8 @@ tests() {
   say "unit and end-to-end tests"
   # A hung test fails the run in 20 minutes instead of eating CI's whole budget.
   timeout --kill-after=30 1200 cargo test --release --workspace --locked
+  say "the Rust API's documentation (cargo doc, warnings are errors)"
+  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p libbproc
   say "the benchmark command, quick"
   target/release/bproc-bench --quick --out target/bench-quick.md
   grep -q 'bpsh 0 true' target/bench-quick.md || die "bench report lacks the bpsh latency row"
