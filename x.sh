@@ -152,6 +152,7 @@ check_leftovers() {
   done
   if [ -n "$(ls -A /run/bproc/clusters 2>/dev/null)" ]; then echo "leftover cluster state:"; ls /run/bproc/clusters; left=1; fi
   if grep -q ' /run/netns/bp-' /proc/self/mountinfo; then echo "leftover netns mounts"; left=1; fi
+  if [ -n "$(ls -A /run/bproc/images 2>/dev/null)" ]; then echo "leftover checkpoint images:"; ls /run/bproc/images; left=1; fi
   [ "$left" = 0 ] || die "the test suite left the above behind"
   echo "leftovers: none"
 }

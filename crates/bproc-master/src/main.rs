@@ -69,6 +69,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     cfg.validate()?;
     runtime::sys::raise_nofile_limit();
+    runtime::migrate::remove_stale_images();
     let pid_max = runtime::sys::pid_max();
     if bproc_master::engine::node_pid_base(0, cfg.nodes, pid_max) == 0 {
         tracing::warn!(

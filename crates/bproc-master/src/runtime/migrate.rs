@@ -138,6 +138,23 @@ pub fn open_dir(dir: &Path) -> Result<OwnedFd, String> {
         .map_err(|e| format!("open {}: {e}", dir.display()))
 }
 
+/// Removes the image directories of masters that are gone (a crashed
+/// master leaves its images behind; the names start with the master's PID).
+pub fn remove_stale_images() {
+    let Ok(entries) = std::fs::read_dir(IMAGES_ROOT) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let owner: Option<i32> = name.split_once('-').and_then(|(pid, _)| pid.parse().ok());
+        let alive = owner.is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "bpmaster")
+        });
+        if !alive {
+            tracing::info!(dir = %entry.path().display(), "removing a checkpoint image a gone master left");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// A fresh private directory for one image.
 pub fn image_dir(id: u64) -> Result<PathBuf, String> {
     use std::os::unix::fs::DirBuilderExt;
@@ -152,6 +169,15 @@ pub fn image_dir(id: u64) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_of_gone_masters_are_removed() {
+        // PID 2^22 + 1 is beyond any pid_max: no master runs there.
+        let stale = Path::new(IMAGES_ROOT).join("4194305-7");
+        std::fs::create_dir_all(stale.join("inner")).expect("make a stale image");
+        remove_stale_images();
+        assert!(!stale.exists(), "removed");
+    }
 
     #[test]
     fn inspect_reads_the_kernel_view_of_a_child() {

@@ -8,7 +8,7 @@
 mod client_api;
 mod convert;
 mod ghost_signals;
-mod migrate;
+pub mod migrate;
 mod peer;
 mod ratelimit;
 mod server;
