@@ -47,9 +47,14 @@ pub fn currnode() -> i32 {
     std::fs::read_to_string(NODE_FILE).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(NODE_MASTER)
 }
 
-/// The ghost program: `BPROC_GHOST_BIN`, else [`DEFAULT_GHOST`].
+/// The ghost program: `BPROC_GHOST_BIN`, else `bpghost` beside the running
+/// program (bpsh's case), else [`DEFAULT_GHOST`].
 pub fn ghost_program() -> PathBuf {
-    std::env::var_os("BPROC_GHOST_BIN").filter(|p| !p.is_empty()).map_or_else(|| DEFAULT_GHOST.into(), PathBuf::from)
+    if let Some(p) = std::env::var_os("BPROC_GHOST_BIN").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let beside = std::env::current_exe().ok().map(|me| me.with_file_name("bpghost"));
+    beside.filter(|g| g.is_file()).unwrap_or_else(|| DEFAULT_GHOST.into())
 }
 
 /// Runs `f` with a fresh single-threaded runtime (none survives the call, so

@@ -81,17 +81,13 @@ fn main() {
     end_like(Ended::worst(endings).unwrap_or(Ended::Exited(0)))
 }
 
-/// `bpghost` beside this program (or `BPROC_GHOST_BIN`).
+/// The ghost program (see [`libbproc::migrate::ghost_program`]), which must exist.
 fn ghost_program() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("BPROC_GHOST_BIN") {
-        return Ok(p.into());
-    }
-    let me = std::env::current_exe().map_err(|e| format!("cannot find my own program: {e}"))?;
-    let ghost = me.with_file_name("bpghost");
+    let ghost = libbproc::migrate::ghost_program();
     if ghost.exists() {
         Ok(ghost)
     } else {
-        Err(format!("{} not found (install bpghost beside bpsh)", ghost.display()))
+        Err(format!("{} not found (install bpghost beside bpsh, or set BPROC_GHOST_BIN)", ghost.display()))
     }
 }
 
