@@ -78,8 +78,10 @@ struct GhostExec {
     program: CString,
     argv: Vec<CString>,
     env: Vec<CString>,
-    /// Index in `env` of the spec, and the byte offset of its id digits.
-    spec_at: (usize, usize),
+    /// `BPROC_GHOST=...` with a placeholder for the id, NUL-terminated.
+    spec: Vec<u8>,
+    /// Where the placeholder's digits start in `spec`.
+    digits: usize,
 }
 
 /// Width of the id placeholder: any u64 fits.
@@ -98,7 +100,7 @@ impl GhostExec {
         if argv.is_empty() {
             argv.push(CString::new("rfork").map_err(|_| bad("argv"))?);
         }
-        let mut env: Vec<CString> = std::env::vars_os()
+        let env: Vec<CString> = std::env::vars_os()
             .filter(|(k, _)| k != GHOST_ENV)
             .map(|(k, v)| {
                 let mut e = k.as_bytes().to_vec();
@@ -109,25 +111,30 @@ impl GhostExec {
             .collect::<Result<_, _>>()?;
         // The ghost relays the node copy's output; it reads no stdin (the
         // parent keeps its own), so the copy gets EOF on a piped stdin.
-        let spec = GhostSpec { attach: Some(0), ..GhostSpec::start(node.max(0) as u32, false, true) };
+        let mut ghost = GhostExec { program, argv, env, spec: Vec::new(), digits: 0 };
+        ghost.set_spec(GhostSpec::start(node.max(0) as u32, false, true));
+        Ok(ghost)
+    }
+
+    /// Makes the spec `spec`, attaching to an id written in later.
+    fn set_spec(&mut self, spec: GhostSpec) {
+        let spec = GhostSpec { attach: Some(0), ..spec };
         let encoded = spec.encode().replace("attach=0", &format!("attach={}", "0".repeat(ID_DIGITS)));
         let text = format!("{GHOST_ENV}={encoded}");
-        let digits = text.find(&"0".repeat(ID_DIGITS)).ok_or_else(|| bad("spec"))?;
-        env.push(CString::new(text).map_err(|_| bad("spec"))?);
-        let spec_at = (env.len() - 1, digits);
-        Ok(GhostExec { program, argv, env, spec_at })
+        self.digits = text.find(&"0".repeat(ID_DIGITS)).unwrap_or(0);
+        self.spec = text.into_bytes();
+        self.spec.push(0);
     }
 
     /// The ghost relays stdin too (a process that moves itself keeps its
     /// stdin; an rforked child's parent keeps the shared one).
     fn read_stdin(&mut self) {
-        let (at, _) = self.spec_at;
-        let text = String::from_utf8_lossy(self.env[at].as_bytes()).replace("stdin_null=1", "stdin_null=0");
-        if let Ok(c) = CString::new(text.clone()) {
-            if let Some(off) = text.find(&"0".repeat(ID_DIGITS)) {
-                self.env[at] = c;
-                self.spec_at.1 = off;
-            }
+        if let Some(spec) = std::str::from_utf8(&self.spec[..self.spec.len() - 1])
+            .ok()
+            .and_then(|t| t.strip_prefix(&format!("{GHOST_ENV}=")))
+            .and_then(|t| GhostSpec::decode(t).ok())
+        {
+            self.set_spec(GhostSpec { stdin_null: false, ..spec });
         }
     }
 
@@ -136,20 +143,14 @@ impl GhostExec {
     /// # Safety
     /// Only in the child of fork; allocates nothing.
     unsafe fn exec(&mut self, id: u64) -> ! {
-        let (at, off) = self.spec_at;
-        // SAFETY: the placeholder is ID_DIGITS ASCII zeros at `off` inside
-        // this CString; overwriting them with digits keeps it NUL-free and
-        // NUL-terminated, and nobody else looks at it.
-        unsafe {
-            let bytes = self.env[at].as_ptr() as *mut u8;
-            let mut n = id;
-            for i in (0..ID_DIGITS).rev() {
-                *bytes.add(off + i) = b'0' + (n % 10) as u8;
-                n /= 10;
-            }
-            let argv: [*const libc::c_char; 64] = pointers(&self.argv);
-            exec_with(&self.program, &argv, &self.env)
+        let mut n = id;
+        for i in (0..ID_DIGITS).rev() {
+            self.spec[self.digits + i] = b'0' + (n % 10) as u8;
+            n /= 10;
         }
+        let argv: [*const libc::c_char; 64] = pointers(&self.argv);
+        // SAFETY: as our caller promises; `spec` is NUL-terminated.
+        unsafe { exec_with(&self.program, &argv, &self.env, self.spec.as_ptr().cast()) }
     }
 }
 
@@ -167,11 +168,17 @@ fn pointers(strings: &[CString]) -> [*const libc::c_char; 64] {
 ///
 /// # Safety
 /// As for [`GhostExec::exec`].
-unsafe fn exec_with(program: &CString, argv: &[*const libc::c_char; 64], env: &[CString]) -> ! {
+unsafe fn exec_with(
+    program: &CString,
+    argv: &[*const libc::c_char; 64],
+    env: &[CString],
+    spec: *const libc::c_char,
+) -> ! {
     const MAX_ENV: usize = 4096;
     let mut envp = [std::ptr::null::<libc::c_char>(); MAX_ENV + 1];
-    for (slot, e) in envp.iter_mut().zip(env.iter().rev().take(MAX_ENV)) {
-        // The spec is last: keep it whatever else has to go.
+    // The spec first: it stays whatever else has to go.
+    envp[0] = spec;
+    for (slot, e) in envp[1..].iter_mut().zip(env.iter().take(MAX_ENV - 1)) {
         *slot = e.as_ptr();
     }
     // SAFETY: NULL-terminated arrays of pointers into live CStrings.
