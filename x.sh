@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bproc-rs: the one entry point. Run as root on Debian 12:
-#   bash x.sh demo    bring up a 4-node cluster, show bpsh and bpstat working, tear it down
+#   bash x.sh demo    bring up a 4-node cluster, show bpsh, bpstat, ps, kill and rfork working, tear it down
 #   bash x.sh test    the whole test suite (what CI runs)
 #   bash x.sh bench   the benchmarks; writes docs/BENCHMARKS.md
 #   bash x.sh setup   only install what the project needs (idempotent; quick when done)

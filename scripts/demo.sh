@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The demo: bring up a 4-node namespace cluster, show bpsh and bpstat
-# working, tear it down. Usage: bash scripts/demo.sh BIN_DIR
+# The demo: bring up a 4-node namespace cluster, show bpsh, bpstat, ps,
+# kill and bproc_rfork working, tear it down. Usage: bash scripts/demo.sh BIN_DIR
 set -euo pipefail
 BIN=$(cd "${1:-target/release}" && pwd)
 export PATH="$BIN:$PATH"
@@ -44,4 +44,10 @@ show "kill -TERM $ghost; wait"
 kill -TERM "$ghost"
 wait "$bpsh_pid"; echo "bpsh ended with status $? (128+15: its remote process died of SIGTERM)"
 set -e
+# rfork from C: the program below is BProc's own API, built with `cc rfork.c -lbproc`.
+work=$(mktemp -d)
+trap 'rm -rf "$work"; bpcluster down --name "$NAME" >/dev/null' EXIT
+cc -o "$work/rfork" "$(dirname "$0")/../crates/tests/c/rfork.c" -lbproc
+show "cc rfork.c -lbproc; ./rfork 2 /etc/services   # bproc_rfork(2): the child runs on node 2, its PID the same"
+BPROC_GHOST_BIN="$BIN/bpghost" "$work/rfork" 2 /etc/services
 show "bpcluster down --name $NAME"

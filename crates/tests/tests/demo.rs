@@ -27,6 +27,9 @@ fn demo_shows_four_nodes_and_output_from_each() {
     // After the remote exec, the ghost runs `sleep 60` too.
     assert!(stdout.lines().any(|l| l.trim_start().starts_with(pid) && l.ends_with(" sleep 60")), "{stdout}");
     assert!(stdout.lines().any(|l| l.contains(pid) && l.contains("stopped")), "{stdout}");
+    // rfork from C: the child reports from node 2, and the parent gets its status.
+    assert!(stdout.contains("child: node 2 pid ") && stdout.contains("buffer intact"), "{stdout}");
+    assert!(stdout.contains("parent: status exited=1 code=42"), "{stdout}");
     assert!(!Command::new("ip")
         .args(["netns", "list"])
         .output()
