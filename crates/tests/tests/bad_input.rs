@@ -129,6 +129,26 @@ fn bad_client_input_gets_an_error_and_harms_nothing() {
         assert_eq!(err.code(), tonic::Code::PermissionDenied);
         assert!(err.message().contains("pid 1 is not the caller's"), "{}", err.message());
 
+        // Becoming the ghost of a process that waits for none is refused.
+        let msgs = vec![v1::ExecIn { msg: Some(exec_in::Msg::Attach(v1::Attach { id: 4242 })) }];
+        let err = client.exec(tokio_stream::iter(msgs)).await.expect_err("no process 4242");
+        assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+
+        // rfork of a process that is not the caller's child (PID 1), of a
+        // process that does not exist, and with a marker that is no pipe.
+        let rfork = |pid: i32, marker_fd: i32, move_self: bool| v1::RforkRequest { node: 0, pid, marker_fd, move_self };
+        let err = client.rfork(rfork(1, 0, false)).await.expect_err("init is not our child");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        let err = client.rfork(rfork(1, 0, true)).await.expect_err("init never moves");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        let err = client.rfork(rfork(i32::MAX, 0, false)).await.expect_err("no such process");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        let mut sleeper = std::process::Command::new("sleep").arg("100").spawn().expect("spawn sleep");
+        let err = client.rfork(rfork(sleeper.id() as i32, 99, false)).await.expect_err("fd 99 is not a pipe");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+
         // Stdin before start is refused.
         let msgs = vec![v1::ExecIn { msg: Some(exec_in::Msg::Stdin(v1::StdioData::default())) }];
         let err = client.exec(tokio_stream::iter(msgs)).await.expect_err("no start");
@@ -213,6 +233,24 @@ fn bad_slave_input_gets_an_error_and_harms_nothing() {
             let io = tokio::net::TcpStream::connect(addr).await.expect("connect");
             let code = raw_grpc(io, "/bproc.v1.SlaveLink/Attach", truncated_frame(100, 3)).await;
             assert!(code.is_some_and(|c| c != 0), "truncated register must fail, got {code:?}");
+
+            // An image nobody offered.
+            let err = client.fetch_image(v1::FetchImageRequest { image: "../../etc".into() }).await;
+            let err = match err {
+                Err(e) => e,
+                Ok(r) => r.into_inner().message().await.expect_err("no such image"),
+            };
+            assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+
+            // A move that does not start with its header, and one of a process
+            // that is not on the asking node.
+            let chunk = v1::MoveOutChunk { msg: Some(v1::move_out_chunk::Msg::Chunk(v1::ImageChunk::default())) };
+            let err = client.move_out(tokio_stream::iter(vec![chunk])).await.expect_err("header first");
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+            let header = v1::MoveOutHeader { id: 1, node: 1, pid: 5, ..Default::default() };
+            let msg = v1::MoveOutChunk { msg: Some(v1::move_out_chunk::Msg::Header(header)) };
+            let err = client.move_out(tokio_stream::iter(vec![msg])).await.expect_err("no such process here");
+            assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
         });
     });
     master_still_serves(&c);

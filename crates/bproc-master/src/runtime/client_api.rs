@@ -77,18 +77,18 @@ impl v1::master_server::Master for MasterService {
     async fn rfork(&self, req: Request<v1::RforkRequest>) -> Result<Response<v1::RforkReply>, Status> {
         let cred = peer_cred(&req)?;
         let r = req.into_inner();
-        let child = migrate::inspect(r.pid, r.marker_fd).map_err(Status::invalid_argument)?;
+        if r.pid <= 1 || r.pid as u32 == std::process::id() {
+            return Err(Status::permission_denied(format!("process {} does not move", r.pid)));
+        }
+        let (ppid, uid) = migrate::owner(r.pid).map_err(Status::invalid_argument)?;
         // The kernel's word: only a process's own parent of the same uid may
         // rfork it; a process moving itself (bproc_move) sends a helper of
         // its own uid.
-        let allowed = if r.move_self {
-            child.uid == cred.uid || cred.uid == 0
-        } else {
-            child.ppid == cred.pid && child.uid == cred.uid
-        };
+        let allowed = if r.move_self { uid == cred.uid || cred.uid == 0 } else { ppid == cred.pid && uid == cred.uid };
         if !allowed {
             return Err(Status::permission_denied(format!("process {} is not the caller's to move", r.pid)));
         }
+        let child = migrate::inspect(r.pid, r.marker_fd).map_err(Status::invalid_argument)?;
         let spec = SpawnSpec {
             node: r.node,
             argv: child.argv.clone(),

@@ -41,15 +41,21 @@ pub struct Child {
     pub shell_job: bool,
 }
 
-/// Reads what the master needs of process `pid` from /proc (the kernel's
-/// word, not the caller's).
-pub fn inspect(pid: i32, marker_fd: i32) -> Result<Child, String> {
+/// The parent and real uid of process `pid`, from /proc (the kernel's word).
+pub fn owner(pid: i32) -> Result<(i32, u32), String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| format!("no process {pid}"))?;
     let field = |name: &str| -> Option<&str> {
         status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim_start_matches(':').trim())
     };
     let ppid = field("PPid").and_then(|v| v.parse().ok()).ok_or("no PPid")?;
     let uid = field("Uid").and_then(|v| v.split_whitespace().next()?.parse().ok()).ok_or("no Uid")?;
+    Ok((ppid, uid))
+}
+
+/// Reads what the master needs of process `pid` from /proc (the kernel's
+/// word, not the caller's).
+pub fn inspect(pid: i32, marker_fd: i32) -> Result<Child, String> {
+    let (ppid, uid) = owner(pid)?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|e| e.to_string())?;
     let mut argv: Vec<Vec<u8>> = cmdline.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
     if argv.last().is_some_and(Vec::is_empty) {
