@@ -72,7 +72,8 @@ pub enum Outcome {
     /// The remote process exec'd: exec ourselves with its new command line
     /// ([`reexec`]) and attach again. `stdin_done`: our stdin was passed on
     /// to its end (or never read), so the next ghost must not read it.
-    Reexec { id: u64, argv: Vec<Vec<u8>>, stdin_done: bool },
+    /// `pending`: signals caught on the way out, for the next ghost to pass on.
+    Reexec { id: u64, argv: Vec<Vec<u8>>, stdin_done: bool, pending: Vec<i32> },
 }
 
 fn bytes_of(argv: &[OsString]) -> Vec<Vec<u8>> {
@@ -93,6 +94,9 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
         eprintln!("bpsh: cannot handle SIGCHLD");
         return Outcome::Ended(Ended::Exited(FAIL));
     };
+    // Our handlers are in place: now every signal may come (and those that
+    // waited, blocked, come now). Threads started after this inherit the mask.
+    set_mask(libc::SIG_SETMASK, &[]);
     let client = match Client::connect().await {
         Ok(c) => c,
         Err(e) => {
@@ -127,6 +131,10 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
             return Outcome::Ended(Ended::Exited(FAIL));
         }
     };
+    // What the previous ghost caught while it re-exec'd.
+    for &signo in &spec.pending {
+        send(exec_in::Msg::Signal(v1::SignalRequest { id: 0, signo }));
+    }
     if spec.attach.is_some() && !spec.forked && spec.stdin_null {
         // The ghost of an rforked process reads no stdin (its parent keeps
         // its own): the process on the node reads EOF.
@@ -171,7 +179,7 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
                     }
                     Some(exec_out::Msg::StdinAck(ack)) => stdin_outstanding = stdin_outstanding.saturating_sub(ack.bytes),
                     Some(exec_out::Msg::Detached(_)) => match (my_id, reexec.take()) {
-                        (Some(id), Some(argv)) => break Outcome::Reexec { id, argv, stdin_done },
+                        (Some(id), Some(argv)) => break Outcome::Reexec { id, argv, stdin_done, pending: Vec::new() },
                         _ => {
                             eprintln!("bpsh: node {}: the master let go of a ghost that did not ask", spec.node);
                             break Outcome::Ended(Ended::Exited(FAIL));
@@ -252,7 +260,8 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
     for w in &mut writers {
         w.finish();
     }
-    if matches!(ended, Outcome::Reexec { .. }) {
+    let mut ended = ended;
+    if let Outcome::Reexec { pending, .. } = &mut ended {
         // What we wrote is acknowledged before we go, so the node's credit
         // is whole for the next ghost; then our side closes, and the master
         // closes its side once it has read everything.
@@ -260,9 +269,37 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
             send(exec_in::Msg::OutputAck(v1::StdioAck { id: 0, stream: ack.stream, bytes: ack.bytes }));
         }
         drop(tx);
-        while let Ok(Some(_)) = stream.message().await {}
+        // No signal may be lost on the way to the next ghost: from here the
+        // ones we forward stay pending in the kernel (and survive the exec;
+        // the writer and stdin threads are gone, so this thread is the only
+        // one), and those our handlers caught already go in the spec.
+        set_mask(libc::SIG_BLOCK, &FORWARDED);
+        loop {
+            tokio::select! {
+                msg = stream.message() => if !matches!(msg, Ok(Some(_))) { break },
+                signo = sigs.next() => pending.push(signo),
+            }
+        }
+        while let Ok(signo) = tokio::time::timeout(std::time::Duration::ZERO, sigs.next()).await {
+            pending.push(signo);
+        }
     }
     ended
+}
+
+/// Changes this thread's signal mask: `how` (SIG_SETMASK, SIG_BLOCK) with
+/// the set of `signals`.
+fn set_mask(how: libc::c_int, signals: &[i32]) {
+    // SAFETY: the set is initialised by sigemptyset before use, and
+    // sigprocmask reads it for the duration of the call.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::sigprocmask(how, &set, std::ptr::null_mut());
+    }
 }
 
 /// Reaps the ghosts we forked for forked remote processes (their remote

@@ -11,14 +11,10 @@ use vproc::ghost;
 use vproc::spec::{GhostSpec, GHOST_ENV};
 
 fn main() {
-    // Start from an empty signal mask whatever we inherited (bpsh blocks the
-    // signals it waits for): the signals we forward must reach us.
-    // SAFETY: an empty set, initialised by sigemptyset, replaces our mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
+    // The signal mask we inherited (bpsh blocks the signals it waits for; a
+    // ghost re-exec'ing itself blocks those it forwards) stays until our
+    // handlers are in place (ghost::run): a signal that comes meanwhile
+    // waits for them instead of taking its default action.
     keep_privilege_only_for_a_root_master();
     let spec = match std::env::var(GHOST_ENV).map_err(|e| e.to_string()).and_then(|s| GhostSpec::decode(&s)) {
         Ok(s) => s,
@@ -47,7 +43,8 @@ fn main() {
     drop(rt);
     match outcome {
         ghost::Outcome::Ended(ended) => end_like(ended),
-        ghost::Outcome::Reexec { id, argv, stdin_done } => {
+        ghost::Outcome::Reexec { id, argv, stdin_done, pending } => {
+            let spec = GhostSpec { pending, ..spec };
             let why = ghost::reexec(&spec, id, &argv, stdin_done, &env);
             eprintln!("bpsh: cannot re-exec the ghost: {why}");
             std::process::exit(ghost::FAIL)
