@@ -198,21 +198,81 @@ pub fn rfork(node: i32) -> Result<Forked, BprocError> {
     let here = currnode();
     let node = if node == NODE_SELF { here } else { node };
     if node == here {
-        // Forking "onto" the node we are on is a plain fork (as in BProc).
-        // SAFETY: fork has no preconditions here; the child returns as the child.
-        return match unsafe { libc::fork() } {
-            -1 => Err(BprocError::System(format!("fork: {}", std::io::Error::last_os_error()))),
-            0 => Ok(Forked::Child),
-            pid => Ok(Forked::Parent { pid }),
-        };
+        return local_fork();
     }
     if here != NODE_MASTER {
         return Err(BprocError::Unsupported("rfork from a node (only the front end migrates processes yet)".into()));
     }
+    let waiting = match fork_waiting(node, &[])? {
+        Side::Child => return Ok(Forked::Child),
+        Side::Parent(w) => w,
+    };
+    let verdict = block_on(async {
+        let client = Client::connect().await?;
+        client.rfork(node, waiting.pid, waiting.marker_fd, false).await
+    });
+    waiting.finish(verdict).map(|pid| Forked::Parent { pid })
+}
+
+/// Forking "onto" the node we are on is a plain fork (as in BProc).
+fn local_fork() -> Result<Forked, BprocError> {
+    // SAFETY: fork has no preconditions here; the child returns as the child.
+    match unsafe { libc::fork() } {
+        -1 => Err(BprocError::System(format!("fork: {}", std::io::Error::last_os_error()))),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent { pid }),
+    }
+}
+
+/// A child forked for an rfork, waiting on its marker pipe for the verdict.
+struct Waiting {
+    pid: i32,
+    /// The child's fd of the marker pipe (the master names it to CRIU).
+    marker_fd: i32,
+    /// Our end of the marker pipe.
+    mark: std::fs::File,
+}
+
+/// Which side of [`fork_waiting`] returned.
+enum Side {
+    Parent(Waiting),
+    /// The copy restored on the node.
+    Child,
+}
+
+impl Waiting {
+    /// Tells the child the master's verdict: the copy here becomes the ghost
+    /// of process `id`, or (on failure) ends, and is reaped.
+    fn finish(mut self, verdict: Result<u64, BprocError>) -> Result<i32, BprocError> {
+        match verdict {
+            Ok(id) => {
+                let mut msg = [0u8; 9];
+                msg[0] = b'G';
+                msg[1..].copy_from_slice(&id.to_le_bytes());
+                self.mark.write_all(&msg).map_err(|e| BprocError::System(format!("marker: {e}")))?;
+                Ok(self.pid)
+            }
+            Err(e) => {
+                let _ = self.mark.write_all(b"F");
+                drop(self.mark);
+                let mut status = 0;
+                // SAFETY: waitpid on our own child writes only `status`.
+                unsafe { libc::waitpid(self.pid, &mut status, 0) };
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Forks a child that waits on a marker pipe: "N" (the copy restored on the
+/// node reads it) makes it return [`Side::Child`]; "G" and a process id make
+/// it exec the ghost; anything else ends it. The child first closes
+/// `close_in_child` (other children's markers, in a vector call). Returns
+/// once the child is waiting.
+fn fork_waiting(node: i32, close_in_child: &[i32]) -> Result<Side, BprocError> {
     let mut ghost = GhostExec::new(node)?;
     let (mark_r, mark_w) = pipe()?;
     let (ready_r, ready_w) = pipe()?;
-    // The child's fd of the marker pipe: the master names it to CRIU.
     let marker_fd = mark_r.as_raw_fd();
     // SAFETY: the child below only makes raw system calls (close, write,
     // read, execve, _exit) on memory prepared above, or returns as the node's
@@ -223,8 +283,11 @@ pub fn rfork(node: i32) -> Result<Forked, BprocError> {
     }
     if pid == 0 {
         drop((mark_w, ready_r));
-        // SAFETY: raw writes and reads on fds we own.
+        // SAFETY: raw closes, writes and reads on fds we own.
         unsafe {
+            for fd in close_in_child {
+                libc::close(*fd);
+            }
             libc::write(ready_w.as_raw_fd(), b"r".as_ptr().cast(), 1);
             drop(ready_w);
             let mut buf = [0u8; 9];
@@ -239,7 +302,7 @@ pub fn rfork(node: i32) -> Result<Forked, BprocError> {
             match buf[0] {
                 b'N' => {
                     drop(mark_r);
-                    return Ok(Forked::Child);
+                    return Ok(Side::Child);
                 }
                 b'G' if got == buf.len() => {
                     let mut id = [0u8; 8];
@@ -253,28 +316,7 @@ pub fn rfork(node: i32) -> Result<Forked, BprocError> {
     drop((mark_r, ready_w));
     let mut ready = [0u8; 1];
     let _ = std::fs::File::from(ready_r).read(&mut ready);
-    let result = block_on(async {
-        let client = Client::connect().await?;
-        client.rfork(node, pid, marker_fd, false).await
-    });
-    let mut mark = std::fs::File::from(mark_w);
-    match result {
-        Ok(id) => {
-            let mut msg = [0u8; 9];
-            msg[0] = b'G';
-            msg[1..].copy_from_slice(&id.to_le_bytes());
-            mark.write_all(&msg).map_err(|e| BprocError::System(format!("marker: {e}")))?;
-            Ok(Forked::Parent { pid })
-        }
-        Err(e) => {
-            let _ = mark.write_all(b"F");
-            drop(mark);
-            let mut status = 0;
-            // SAFETY: waitpid on our own child writes only `status`.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            Err(e)
-        }
-    }
+    Ok(Side::Parent(Waiting { pid, marker_fd, mark: std::fs::File::from(mark_w) }))
 }
 
 /// The environment entry BProc fills with a child's rank in vector calls.
@@ -403,13 +445,52 @@ pub enum VForked {
 /// cannot take a copy gets its errno and the others still run. Each copy
 /// learns its index in `nodes`.
 pub fn vrfork(nodes: &[i32]) -> Result<VForked, BprocError> {
-    let mut pids = Vec::with_capacity(nodes.len());
+    let here = currnode();
+    let mut pids: Pids = vec![Err(libc::EAGAIN); nodes.len()];
+    // First every child, each waiting on its marker; then the master is
+    // asked for all of them at once (it checkpoints them side by side).
+    let mut waiting: Vec<(usize, i32, Waiting)> = Vec::new();
     for (rank, &node) in nodes.iter().enumerate() {
-        match rfork(node) {
-            Ok(Forked::Child) => return Ok(VForked::Child { rank }),
-            Ok(Forked::Parent { pid }) => pids.push(Ok(pid)),
-            Err(e) => pids.push(Err(e.errno())),
+        let node = if node == NODE_SELF { here } else { node };
+        if node == here {
+            match local_fork()? {
+                Forked::Child => return Ok(VForked::Child { rank }),
+                Forked::Parent { pid } => pids[rank] = Ok(pid),
+            }
+            continue;
         }
+        if here != NODE_MASTER {
+            pids[rank] = Err(libc::ENOSYS);
+            continue;
+        }
+        let others: Vec<i32> = waiting.iter().map(|(_, _, w)| w.mark.as_raw_fd()).collect();
+        match fork_waiting(node, &others) {
+            Ok(Side::Child) => return Ok(VForked::Child { rank }),
+            Ok(Side::Parent(w)) => waiting.push((rank, node, w)),
+            Err(e) => pids[rank] = Err(e.errno()),
+        }
+    }
+    let asks: Vec<(usize, i32, i32, i32)> = waiting.iter().map(|(r, n, w)| (*r, *n, w.pid, w.marker_fd)).collect();
+    let verdicts: Vec<Result<u64, BprocError>> = match block_on(async {
+        let client = Client::connect().await?;
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (_, node, pid, marker_fd)) in asks.iter().copied().enumerate() {
+            let client = client.clone();
+            set.spawn(async move { (i, client.rfork(node, pid, marker_fd, false).await) });
+        }
+        let mut out: Vec<Option<Result<u64, BprocError>>> = (0..asks.len()).map(|_| None).collect();
+        while let Some(joined) = set.join_next().await {
+            if let Ok((i, verdict)) = joined {
+                out[i] = Some(verdict);
+            }
+        }
+        Ok(out.into_iter().map(|v| v.unwrap_or_else(|| Err(BprocError::Transport("lost".into())))).collect())
+    }) {
+        Ok(v) => v,
+        Err(e) => asks.iter().map(|_| Err(BprocError::Transport(e.to_string()))).collect(),
+    };
+    for ((rank, _, w), verdict) in waiting.into_iter().zip(verdicts) {
+        pids[rank] = w.finish(verdict).map_err(|e| e.errno());
     }
     Ok(VForked::Parent { pids })
 }
