@@ -102,6 +102,17 @@ fn read_kernel_i32(base: u64, offset: u32) -> Option<i32> {
     unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const i32).ok() }
 }
 
+/// The current thread group, thread and reporting level, when the probes
+/// are configured and the group is tracked.
+#[inline(always)]
+fn tracked_current(cfg: &ProbeConfig) -> Option<(u32, u32, u32)> {
+    if cfg.ready == 0 {
+        return None;
+    }
+    let (tgid, tid) = current();
+    tracked_level(tgid).map(|level| (tgid, tid, level))
+}
+
 /// Reads a `u64` (a kernel pointer) at `base + offset` in kernel memory.
 #[inline(always)]
 fn read_kernel_u64(base: u64, offset: u32) -> Option<u64> {
@@ -192,11 +203,7 @@ pub fn bproc_fork(ctx: RawTracePointContext) -> i32 {
 #[tracepoint]
 pub fn bproc_exec(_ctx: TracePointContext) -> i32 {
     let cfg = CONFIG.load();
-    if cfg.ready == 0 {
-        return 0;
-    }
-    let (tgid, tid) = current();
-    let Some(level) = tracked_level(tgid) else {
+    let Some((tgid, tid, level)) = tracked_current(&cfg) else {
         return 0;
     };
     // SAFETY: bpf_get_current_task has no preconditions; it returns the current task_struct pointer.
@@ -208,11 +215,7 @@ pub fn bproc_exec(_ctx: TracePointContext) -> i32 {
 #[tracepoint]
 pub fn bproc_exit(ctx: TracePointContext) -> i32 {
     let cfg = CONFIG.load();
-    if cfg.ready == 0 {
-        return 0;
-    }
-    let (tgid, tid) = current();
-    let Some(level) = tracked_level(tgid) else {
+    let Some((tgid, tid, level)) = tracked_current(&cfg) else {
         return 0;
     };
     // SAFETY: the offset and size of `group_dead` come from this kernel's tracepoint format file,
