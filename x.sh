@@ -18,6 +18,7 @@ PACKAGES=(
   openssh-server openssh-client # the ssh side of the benchmarks
   llvm-22-dev                   # bpf-linker links against LLVM 22 (Debian 12: bookworm-security)
   libcap2-bin                   # setcap: bpghost's CAP_CHECKPOINT_RESTORE
+  iptables                      # CRIU locks the network with iptables-restore while it dumps
 )
 
 # CRIU (process migration) is built from the upstream source that Debian's unstable suite carries:
@@ -25,7 +26,7 @@ PACKAGES=(
 CRIU_BUILD_PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev libnl-3-dev
   libnl-route-3-dev libnet1-dev libcap-dev libbsd-dev libgnutls28-dev libnftables-dev uuid-dev
-  libaio-dev python3-protobuf iptables   # iptables: CRIU locks the network with iptables-restore
+  libaio-dev python3-protobuf
 )
 CRIU=/usr/local/sbin/criu
 
