@@ -1,10 +1,53 @@
-//! What the daemons share about CRIU checkpoints: how CRIU names a process's
-//! open files (for `inherit-fd`), and reading an image directory as a stream
-//! of chunks.
+//! CRIU checkpoints as both daemons use them: where CRIU is, dumping a
+//! process (left running: it waits on a marker pipe for the verdict), the
+//! errors of a failed run, how CRIU names a process's open files (for
+//! `inherit-fd`), and image directories as streams of chunks.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use proto::v1;
+
+/// Where CRIU is, unless `BPROC_CRIU` says otherwise (`x.sh` builds it there).
+pub const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
+
+/// A CRIU to drive through its RPC (swrk) mode.
+pub fn criu() -> Result<rust_criu::Criu, String> {
+    let path = std::env::var("BPROC_CRIU").unwrap_or_else(|_| DEFAULT_CRIU.to_string());
+    rust_criu::Criu::new_with_criu_path(path).map_err(|e| e.to_string())
+}
+
+/// An image directory's fd for CRIU, which inherits it: not close-on-exec,
+/// so the caller must keep other forks from inheriting it too.
+pub fn open_images_dir(dir: &Path) -> Result<OwnedFd, String> {
+    nix::fcntl::open(dir, nix::fcntl::OFlag::O_DIRECTORY, nix::sys::stat::Mode::empty())
+        .map_err(|e| format!("open {}: {e}", dir.display()))
+}
+
+/// Why CRIU failed: `what`, CRIU's own error, and the error lines of its log
+/// `log` in the image directory `images` (found through the fd, whatever
+/// mount namespace the caller is in).
+pub fn failure(images: &OwnedFd, log: &str, what: &str, error: impl std::fmt::Display) -> String {
+    let text = std::fs::read_to_string(format!("/proc/self/fd/{}/{log}", images.as_raw_fd())).unwrap_or_default();
+    // Root here lacks CAP_SYS_RESOURCE: CRIU always complains about that one.
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("Error") && !l.contains("RLIMIT_NOFILE")).collect();
+    format!("{what} failed: {error}: {}", errors.join("; "))
+}
+
+/// Checkpoints process `pid` into the image directory `images`, leaving it
+/// running. It is dumped as a "shell job": it shares its parent's session
+/// and process group, which stay here (where it is restored it joins the
+/// restorer's). Blocking.
+pub fn dump(pid: i32, images: &OwnedFd) -> Result<(), String> {
+    let mut criu = criu()?;
+    criu.set_pid(pid);
+    criu.set_images_dir_fd(images.as_raw_fd());
+    criu.set_leave_running(true);
+    criu.set_shell_job(true);
+    criu.set_log_level(2);
+    criu.set_log_file("dump.log".into());
+    criu.dump().map_err(|e| failure(images, "dump.log", &format!("criu dump of {pid}"), e))
+}
 
 /// Image files travel in chunks of this size.
 pub const IMAGE_CHUNK: usize = 1 << 20;
@@ -42,9 +85,14 @@ pub fn file_key(pid: i32, fd: i32) -> (String, bool) {
 }
 
 /// Sends every file of the image in `dir` (an empty file as one empty chunk)
-/// to `tx`; the bounded channel paces the reads to the receiver's. Stops
-/// quietly when the receiver is gone.
-pub async fn stream_image(dir: &Path, tx: &tokio::sync::mpsc::Sender<v1::ImageChunk>) -> std::io::Result<()> {
+/// to `tx`, each chunk wrapped by `wrap` in the receiver's message; the
+/// bounded channel paces the reads to the receiver's. Stops quietly when the
+/// receiver is gone.
+pub async fn stream_image<T>(
+    dir: &Path,
+    tx: &tokio::sync::mpsc::Sender<T>,
+    wrap: impl Fn(v1::ImageChunk) -> T,
+) -> std::io::Result<()> {
     use tokio::io::AsyncReadExt;
     let mut entries = tokio::fs::read_dir(dir).await?;
     while let Some(entry) = entries.next_entry().await? {
@@ -66,7 +114,7 @@ pub async fn stream_image(dir: &Path, tx: &tokio::sync::mpsc::Sender<v1::ImageCh
             }
             first = false;
             let full = buf.len() == IMAGE_CHUNK;
-            if tx.send(v1::ImageChunk { file: file.clone(), data: buf.freeze() }).await.is_err() {
+            if tx.send(wrap(v1::ImageChunk { file: file.clone(), data: buf.freeze() })).await.is_err() {
                 return Ok(());
             }
             if !full {

@@ -181,7 +181,7 @@ impl Procs {
             (id, client)
         };
         let keys: Vec<String> =
-            [0, 1, 2, marker_fd].iter().map(|fd| libbproc::checkpoint::file_key(pid, *fd).0).collect();
+            [0, 1, 2, marker_fd].iter().map(|fd| bproc_daemon::checkpoint::file_key(pid, *fd).0).collect();
         if !keys[3].starts_with("pipe:[") {
             return Err(Status::invalid_argument(format!("fd {marker_fd} of {pid} is not a pipe")));
         }
@@ -210,15 +210,10 @@ impl Procs {
         let _ = tx.send(first).await;
         let path = dir.path().to_path_buf();
         let sender = tokio::spawn(async move {
-            let (chunks, mut images) = mpsc::channel(4);
-            let reading = tokio::spawn(async move { libbproc::checkpoint::stream_image(&path, &chunks).await });
-            while let Some(chunk) = images.recv().await {
-                let msg = v1::MoveOutChunk { msg: Some(v1::move_out_chunk::Msg::Chunk(chunk)) };
-                if tx.send(msg).await.is_err() {
-                    break;
-                }
+            let wrap = |chunk| v1::MoveOutChunk { msg: Some(v1::move_out_chunk::Msg::Chunk(chunk)) };
+            if let Err(e) = bproc_daemon::checkpoint::stream_image(&path, &tx, wrap).await {
+                tracing::warn!(error = %e, "reading the image to move");
             }
-            let _ = reading.await;
         });
         let reply = client.clone().move_out(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
         sender.abort();

@@ -6,15 +6,9 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
+use bproc_daemon::checkpoint;
 use proto::v1::{self, slave_link_client::SlaveLinkClient};
 use tonic::transport::Channel;
-
-/// Where CRIU is, unless `BPROC_CRIU` says otherwise (`x.sh` builds it there).
-pub const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
-
-fn criu_path() -> String {
-    std::env::var("BPROC_CRIU").unwrap_or_else(|_| DEFAULT_CRIU.to_string())
-}
 
 /// A private directory for one image, removed on drop.
 pub struct ImageDir(PathBuf);
@@ -40,7 +34,7 @@ impl Drop for ImageDir {
 pub async fn fetch(mut client: SlaveLinkClient<Channel>, name: &str, dir: &Path) -> Result<u64, String> {
     let req = v1::FetchImageRequest { image: name.to_string() };
     let mut stream = client.fetch_image(req).await.map_err(|s| s.message().to_string())?.into_inner();
-    let mut writer = libbproc::checkpoint::ImageWriter::new(dir);
+    let mut writer = bproc_daemon::checkpoint::ImageWriter::new(dir);
     while let Some(chunk) = stream.message().await.map_err(|s| s.message().to_string())? {
         writer.write(chunk).await?;
     }
@@ -94,9 +88,8 @@ pub fn restore(req: &v1::RestoreRequest, dir: &Path) -> Result<Stdio, String> {
     std::fs::File::from(marker_w).write_all(b"N").map_err(|e| format!("marker: {e}"))?;
     inherit.push((inheritable(&marker_r)?, &req.marker_key));
 
-    let images = nix::fcntl::open(dir, nix::fcntl::OFlag::O_DIRECTORY, nix::sys::stat::Mode::empty())
-        .map_err(|e| format!("open {}: {e}", dir.display()))?;
-    let mut criu = rust_criu::Criu::new_with_criu_path(criu_path()).map_err(|e| e.to_string())?;
+    let images = checkpoint::open_images_dir(dir)?;
+    let mut criu = checkpoint::criu()?;
     criu.set_images_dir_fd(images.as_raw_fd());
     criu.set_rst_sibling(true);
     // Dumped as a "shell job" (it was in its parent's session): it joins ours.
@@ -106,11 +99,7 @@ pub fn restore(req: &v1::RestoreRequest, dir: &Path) -> Result<Stdio, String> {
     for (fd, key) in &inherit {
         criu.add_inherit_fd(fd.as_raw_fd() as RawFd, key.to_string()).map_err(|e| e.to_string())?;
     }
-    criu.restore().map_err(|e| {
-        let log = std::fs::read_to_string(dir.join("restore.log")).unwrap_or_default();
-        let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error") && !l.contains("RLIMIT_NOFILE")).collect();
-        format!("criu restore failed: {e}: {}", errors.join("; "))
-    })?;
+    criu.restore().map_err(|e| checkpoint::failure(&images, "restore.log", "criu restore", e))?;
     Ok(Stdio { stdin, stdout, stderr })
 }
 
@@ -118,18 +107,5 @@ pub fn restore(req: &v1::RestoreRequest, dir: &Path) -> Result<Stdio, String> {
 /// (it waits on its marker pipe for the verdict). Blocking; the caller holds
 /// the fork lock (the image directory's fd is inherited by CRIU).
 pub fn dump(pid: i32, dir: &Path) -> Result<(), String> {
-    let images = nix::fcntl::open(dir, nix::fcntl::OFlag::O_DIRECTORY, nix::sys::stat::Mode::empty())
-        .map_err(|e| format!("open {}: {e}", dir.display()))?;
-    let mut criu = rust_criu::Criu::new_with_criu_path(criu_path()).map_err(|e| e.to_string())?;
-    criu.set_pid(pid);
-    criu.set_images_dir_fd(images.as_raw_fd());
-    criu.set_leave_running(true);
-    criu.set_shell_job(true);
-    criu.set_log_level(2);
-    criu.set_log_file("dump.log".into());
-    criu.dump().map_err(|e| {
-        let log = std::fs::read_to_string(dir.join("dump.log")).unwrap_or_default();
-        let errors: Vec<&str> = log.lines().filter(|l| l.contains("Error") && !l.contains("RLIMIT_NOFILE")).collect();
-        format!("criu dump of {pid} failed: {e}: {}", errors.join("; "))
-    })
+    checkpoint::dump(pid, &checkpoint::open_images_dir(dir)?)
 }

@@ -234,29 +234,11 @@ pub fn become_subreaper() -> io::Result<()> {
     cvt(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }).map(|_| ())
 }
 
-/// Gives freed heap memory back to the kernel. A slave that relayed a lot
-/// of output keeps its peak heap otherwise, and every later fork copies it.
-pub fn trim_memory() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe { libc::malloc_trim(0) };
-}
+pub use bproc_daemon::sys::{raise_nofile_limit, trim_memory};
 
 pub fn sethostname(name: &str) -> io::Result<()> {
     // SAFETY: the pointer and length describe `name`'s bytes.
     cvt(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(|_| ())
-}
-
-/// Raises the soft limit on open files to the hard one: a daemon holds one
-/// or two descriptors per process it serves, and 1,024 is far too few.
-pub fn raise_nofile_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit read and write the plain struct above.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 /// Makes this PID namespace number new processes from `base` up, unless it

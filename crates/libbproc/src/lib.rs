@@ -18,14 +18,11 @@
 //!   exec streams, the rfork request.
 //! - [`migrate`]: rfork, vrfork, execmove, vexecmove, the node a process is on.
 //! - [`fork`]: fork with a chosen PID (clone3 `set_tid`).
-//! - [`checkpoint`]: CRIU's names for a process's files, image streaming
-//!   (shared by the daemons).
 //! - [`nodeset`]: node lists such as `0-3,7`.
 //! - [`wait_status`]: decoding wait statuses and ending like a remote process.
 //! - [`ghost_spec`]: what bpsh tells each ghost it forks.
 //! - [`error`]: the [`BprocError`] type.
 
-pub mod checkpoint;
 pub mod client;
 pub mod error;
 pub mod fork;

@@ -327,8 +327,11 @@ impl Engine {
     /// (STARTED: the process now belongs to that node and link) or its
     /// failure. `None` when the event is not about a move.
     pub fn move_event(&mut self, conn: ConnId, id: ProcId, kind: &ProcEventKind) -> Option<Result<i32, String>> {
+        // Every event of every process comes through here: the map lookup
+        // first, the scan of the node table only for a move.
+        self.procs.get(&id).filter(|p| p.moving_to == Some(conn))?;
         let node = self.node_of_conn(conn)?;
-        let p = self.procs.get_mut(&id).filter(|p| p.moving_to == Some(conn))?;
+        let p = self.procs.get_mut(&id)?;
         match kind {
             ProcEventKind::Started { node_pid } => {
                 p.moving_to = None;
@@ -420,8 +423,6 @@ impl Engine {
                 conn,
                 node_pid: None,
                 pid: spec.pid,
-                uid: cred.uid,
-                client_pid: cred.pid,
                 argv: spec.argv.clone(),
                 state: ProcState::Starting,
                 ghost_stopped: false,

@@ -39,8 +39,6 @@ pub struct Proc {
     pub node_pid: Option<i32>,
     /// The global PID: its ghost's PID on the master, if it has a ghost.
     pub pid: Option<i32>,
-    pub uid: u32,
-    pub client_pid: i32,
     pub argv: Vec<Vec<u8>>,
     pub state: ProcState,
     /// Its ghost was stopped by SIGSTOP, which we passed on: the stop the
@@ -49,7 +47,8 @@ pub struct Proc {
     /// The process that forked it on the node (None for what a client asked
     /// for).
     pub parent: Option<super::ProcId>,
-    /// Who it runs as (checked against a node's permissions when it moves).
+    /// Who it runs as (checked against a node's permissions when it moves),
+    /// with the PID of the client that asked for it.
     pub cred: super::Cred,
     /// It is being restored on the node behind this link (bproc_move); it
     /// still runs where it was until that node has it.

@@ -158,9 +158,9 @@ impl v1::master_server::Master for MasterService {
                 id: *id,
                 node: st.engine.number(p.node),
                 node_pid: p.node_pid.unwrap_or(0),
-                uid: p.uid,
+                uid: p.cred.uid,
                 argv: p.argv.clone(),
-                client_pid: p.client_pid,
+                client_pid: p.cred.pid,
                 state: p.state.as_str().to_string(),
                 pid: p.pid.unwrap_or(0),
             })
@@ -212,10 +212,9 @@ impl MasterService {
     /// process `id`; returns its node PID.
     async fn bring(&self, id: ProcId, conn: ConnId, pid: i32, child: &migrate::Child) -> Result<i32, Status> {
         let dir = migrate::image_dir(id).map_err(Status::internal)?;
-        let shell_job = child.shell_job;
         let dumped = {
             let dir = dir.clone();
-            tokio::task::spawn_blocking(move || migrate::dump(pid, &dir, shell_job)).await
+            tokio::task::spawn_blocking(move || migrate::dump(pid, &dir)).await
         };
         let result = match dumped {
             Ok(Ok(())) => {
@@ -333,16 +332,8 @@ pub(super) async fn restore_on(
         st.restores.insert(id, tx);
         st.images.insert(image.clone(), dir.to_path_buf());
         let [stdin_key, stdout_key, stderr_key] = stdio;
-        let req = v1::RestoreRequest {
-            id,
-            image: image.clone(),
-            pid,
-            stdin_key,
-            stdout_key,
-            stderr_key,
-            marker_key: marker,
-            shell_job: true,
-        };
+        let req =
+            v1::RestoreRequest { id, image: image.clone(), pid, stdin_key, stdout_key, stderr_key, marker_key: marker };
         if !st.send_slave(conn, master_msg::Msg::Restore(req)) {
             st.restores.remove(&id);
             st.images.remove(&image);

@@ -2,11 +2,10 @@
 //! (left running: the copy here becomes the ghost), and serve the image to
 //! the slave that restores it.
 
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-/// Where CRIU is, unless `BPROC_CRIU` says otherwise (`x.sh` builds it there).
-pub const DEFAULT_CRIU: &str = "/usr/local/sbin/criu";
+use bproc_daemon::checkpoint;
+
 /// Checkpoint images live here until their node has restored them.
 pub const IMAGES_ROOT: &str = "/run/bproc/images";
 
@@ -24,10 +23,6 @@ pub fn random_name() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn criu_path() -> String {
-    std::env::var("BPROC_CRIU").unwrap_or_else(|_| DEFAULT_CRIU.to_string())
-}
-
 /// What the master learns of an rfork child before checkpointing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Child {
@@ -37,8 +32,6 @@ pub struct Child {
     /// CRIU's names of the files on fds 0, 1 and 2 (empty: fd closed).
     pub stdio: [String; 3],
     pub marker: String,
-    /// It has a terminal: CRIU needs `--shell-job`.
-    pub shell_job: bool,
 }
 
 /// The parent and real uid of process `pid`, from /proc (the kernel's word).
@@ -61,32 +54,26 @@ pub fn inspect(pid: i32, marker_fd: i32) -> Result<Child, String> {
     if argv.last().is_some_and(Vec::is_empty) {
         argv.pop();
     }
-    let mut shell_job = false;
-    let mut key = |fd: i32| -> String {
-        let (key, tty) = libbproc::checkpoint::file_key(pid, fd);
-        shell_job |= tty;
-        key
-    };
+    let key = |fd: i32| checkpoint::file_key(pid, fd).0;
     let stdio = [key(0), key(1), key(2)];
     let marker = key(marker_fd);
     if !marker.starts_with("pipe:[") {
         return Err(format!("fd {marker_fd} of process {pid} is not a pipe"));
     }
-    Ok(Child { uid, ppid, argv, stdio, marker, shell_job })
+    Ok(Child { uid, ppid, argv, stdio, marker })
 }
 
 /// Checkpoints process `pid` into `dir` and leaves it running. CRIU runs in
 /// the process's own mount, network, UTS and IPC namespaces (else it would
 /// take them for namespaces of the process's own and try to dump them): it
 /// is started from a thread of its own that has entered them first.
-pub fn dump(pid: i32, dir: &Path, shell_job: bool) -> Result<(), String> {
-    let images = open_dir(dir)?;
-    let dir = dir.to_path_buf();
+pub fn dump(pid: i32, dir: &Path) -> Result<(), String> {
+    let images = checkpoint::open_images_dir(dir)?;
     std::thread::Builder::new()
         .name("criu-dump".into())
         .spawn(move || {
             enter_namespaces_of(pid)?;
-            dump_here(pid, &images, &dir, shell_job)
+            checkpoint::dump(pid, &images)
         })
         .map_err(|e| format!("cannot start the dump thread: {e}"))?
         .join()
@@ -117,31 +104,6 @@ fn enter_namespaces_of(pid: i32) -> Result<(), String> {
         setns(fd, flag).map_err(|e| format!("setns {theirs}: {e}"))?;
     }
     Ok(())
-}
-
-fn dump_here(pid: i32, images: &OwnedFd, dir: &Path, shell_job: bool) -> Result<(), String> {
-    let mut criu = rust_criu::Criu::new_with_criu_path(criu_path()).map_err(|e| e.to_string())?;
-    criu.set_pid(pid);
-    criu.set_images_dir_fd(images.as_raw_fd());
-    criu.set_leave_running(true);
-    // An rfork child shares its parent's session and process group, which
-    // stay here: on the node it joins the slave's (and a terminal, if any,
-    // is replaced like the rest of its stdio).
-    let _ = shell_job;
-    criu.set_shell_job(true);
-    criu.set_log_level(2);
-    criu.set_log_file("dump.log".into());
-    criu.dump().map_err(|e| {
-        let log = std::fs::read_to_string(dir.join("dump.log")).unwrap_or_default();
-        let last: Vec<&str> = log.lines().filter(|l| l.contains("Error")).collect();
-        format!("criu dump of {pid} failed: {e}: {}", last.join("; "))
-    })
-}
-
-/// A directory fd that the CRIU child inherits (no close-on-exec).
-pub fn open_dir(dir: &Path) -> Result<OwnedFd, String> {
-    nix::fcntl::open(dir, nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty())
-        .map_err(|e| format!("open {}: {e}", dir.display()))
 }
 
 /// Removes the image directories of masters that are gone (a crashed

@@ -60,16 +60,9 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
     ) -> Result<Response<Self::FetchImageStream>, Status> {
         let name = req.into_inner().image;
         let dir = self.shared.lock().images.get(&name).cloned().ok_or_else(|| Status::not_found("no such image"))?;
-        let (chunks, mut rx) = tokio::sync::mpsc::channel(4);
         let (tx, out) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
-            let reading = tokio::spawn(async move { libbproc::checkpoint::stream_image(&dir, &chunks).await });
-            while let Some(chunk) = rx.recv().await {
-                if tx.send(Ok(chunk)).await.is_err() {
-                    return;
-                }
-            }
-            if let Ok(Err(e)) = reading.await {
+            if let Err(e) = bproc_daemon::checkpoint::stream_image(&dir, &tx, Ok).await {
                 let _ = tx.send(Err(Status::internal(format!("reading the image: {e}")))).await;
             }
         });
@@ -175,7 +168,7 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
             if forked {
                 // The child waits for the ghost its parent's ghost forks.
                 let (uid, parent_ghost) = match st.engine.process(id) {
-                    Some(p) => (p.uid, p.parent.and_then(|parent| st.engine.process(parent)).and_then(|p| p.pid)),
+                    Some(p) => (p.cred.uid, p.parent.and_then(|parent| st.engine.process(parent)).and_then(|p| p.pid)),
                     None => (0, None),
                 };
                 st.clients.insert(id, ClientHandle::unattached(uid, parent_ghost, Instant::now()));
@@ -217,7 +210,7 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
 
 /// Writes the image chunks of a move into `dir`.
 async fn receive_image(inbound: &mut Streaming<v1::MoveOutChunk>, dir: &std::path::Path) -> Result<(), String> {
-    let mut writer = libbproc::checkpoint::ImageWriter::new(dir);
+    let mut writer = bproc_daemon::checkpoint::ImageWriter::new(dir);
     while let Some(msg) = inbound.message().await.map_err(|s| s.message().to_string())? {
         let Some(v1::move_out_chunk::Msg::Chunk(chunk)) = msg.msg else {
             return Err("a second header".into());

@@ -1,25 +1,6 @@
 //! The master's few direct calls into libc.
 
-/// Gives freed heap memory back to the kernel. After a burst of clients
-/// (a thousand connections at once) the heap would otherwise stay at its
-/// peak for the life of the master.
-pub fn trim_memory() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe { libc::malloc_trim(0) };
-}
-
-/// Raises the soft limit on open files to the hard one: a daemon holds one
-/// or two descriptors per process it serves, and 1,024 is far too few.
-pub fn raise_nofile_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit read and write the plain struct above.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
+pub use bproc_daemon::sys::{raise_nofile_limit, trim_memory};
 
 /// The kernel's `pid_max` (the default, 32768, if it cannot be read).
 pub fn pid_max() -> u32 {

@@ -1,0 +1,10 @@
+//! What the two daemons, bpmaster and bpslave, share.
+//!
+//! # Layout
+//! - [`checkpoint`]: CRIU (where it is, dumping a process, reading its
+//!   errors), CRIU's names for a process's files, and images as streams of
+//!   chunks.
+//! - [`sys`]: process-wide settings a daemon makes at start or after a burst.
+
+pub mod checkpoint;
+pub mod sys;
