@@ -44,6 +44,15 @@ pub fn dump(pid: i32, images: &OwnedFd) -> Result<(), String> {
     criu.set_images_dir_fd(images.as_raw_fd());
     criu.set_leave_running(true);
     criu.set_shell_job(true);
+    // Stdio may be a socket whose peer stays here (a service's journal):
+    // it is dumped as external, and the restore hands in a relay instead
+    // (libbproc closed the process's other sockets before the dump).
+    for fd in 0..=2 {
+        let (key, _) = file_key(pid, fd);
+        if let Some(ino) = key.strip_prefix("socket:[").and_then(|k| k.strip_suffix(']')) {
+            criu.add_external(format!("unix[{ino}]"));
+        }
+    }
     criu.set_log_level(2);
     criu.set_log_file("dump.log".into());
     criu.dump().map_err(|e| failure(images, "dump.log", &format!("criu dump of {pid}"), e))

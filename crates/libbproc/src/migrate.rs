@@ -67,6 +67,73 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T, BprocError>>) 
     rt.block_on(f)
 }
 
+/// Whether a checkpoint carries the open file whose `/proc/self/fd` link is
+/// `link` to a node: files and directories by path (not terminals, which stay
+/// with the front end's sessions), pipes, and the eventfd, signalfd and
+/// timerfd kinds. Sockets (their peers stay behind), epoll sets (they may
+/// watch such sockets), pidfds, inotify, io_uring, BPF and perf objects are
+/// not: as BProc dropped every descriptor it could not move, a copy on a
+/// node goes on without them.
+fn carried(link: &str) -> bool {
+    if let Some(path) = link.strip_prefix('/') {
+        let terminal = ["dev/pts/", "dev/tty", "dev/console", "dev/ptmx"].iter().any(|t| path.starts_with(t));
+        return !terminal;
+    }
+    link.starts_with("pipe:[")
+        || matches!(link, "anon_inode:[eventfd]" | "anon_inode:[signalfd]" | "anon_inode:[timerfd]")
+}
+
+/// This process's descriptors above stdio that a checkpoint cannot carry
+/// (see [`carried`]), with whether each is close-on-exec.
+fn uncarried_fds() -> Vec<(i32, bool)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        // The listing's own descriptor is gone by the time it is read.
+        let Ok(link) = std::fs::read_link(entry.path()) else { continue };
+        if fd > 2 && !carried(&link.to_string_lossy()) {
+            // SAFETY: F_GETFD only reads the descriptor's flags.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            out.push((fd, flags >= 0 && flags & libc::FD_CLOEXEC != 0));
+        }
+    }
+    out
+}
+
+/// Takes back descriptors `fds` that this process closed, from process
+/// `from`, which holds copies of them (a helper forked before the close).
+fn take_back(from: i32, fds: &[(i32, bool)]) {
+    // SAFETY: pidfd_open, pidfd_getfd, dup3, fcntl and close are plain system
+    // calls on descriptor numbers this function owns or restores.
+    unsafe {
+        let first = libc::syscall(libc::SYS_pidfd_open, from, 0) as i32;
+        if first < 0 {
+            return;
+        }
+        // Above every number to restore, so that none lands on it.
+        let above = fds.iter().map(|(fd, _)| *fd).max().unwrap_or(0) + 1;
+        let pidfd = libc::fcntl(first, libc::F_DUPFD_CLOEXEC, above);
+        libc::close(first);
+        if pidfd < 0 {
+            return;
+        }
+        for &(fd, cloexec) in fds {
+            let got = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
+            if got < 0 {
+                continue;
+            }
+            if got == fd {
+                libc::fcntl(fd, libc::F_SETFD, if cloexec { libc::FD_CLOEXEC } else { 0 });
+            } else {
+                libc::dup3(got, fd, if cloexec { libc::O_CLOEXEC } else { 0 });
+                libc::close(got);
+            }
+        }
+        libc::close(pidfd);
+    }
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd), BprocError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| BprocError::System(format!("pipe: {e}")))
 }
@@ -267,10 +334,11 @@ impl Waiting {
 /// Forks a child that waits on a marker pipe: "N" (the copy restored on the
 /// node reads it) makes it return [`Side::Child`]; "G" and a process id make
 /// it exec the ghost; anything else ends it. The child first closes
-/// `close_in_child` (other children's markers, in a vector call). Returns
-/// once the child is waiting.
+/// `close_in_child` (other children's markers, in a vector call) and the
+/// descriptors a checkpoint cannot carry. Returns once the child is waiting.
 fn fork_waiting(node: i32, close_in_child: &[i32]) -> Result<Side, BprocError> {
     let mut ghost = GhostExec::new(node)?;
+    let uncarried = uncarried_fds();
     let (mark_r, mark_w) = pipe()?;
     let (ready_r, ready_w) = pipe()?;
     let marker_fd = mark_r.as_raw_fd();
@@ -285,7 +353,7 @@ fn fork_waiting(node: i32, close_in_child: &[i32]) -> Result<Side, BprocError> {
         drop((mark_w, ready_r));
         // SAFETY: raw closes, writes and reads on fds we own.
         unsafe {
-            for fd in close_in_child {
+            for fd in close_in_child.iter().chain(uncarried.iter().map(|(fd, _)| fd)) {
                 libc::close(*fd);
             }
             libc::write(ready_w.as_raw_fd(), b"r".as_ptr().cast(), 1);
@@ -518,6 +586,10 @@ pub fn move_to(node: i32) -> Result<(), BprocError> {
     let managed = std::path::Path::new(crate::client::NODE_SOCKET).exists();
     let (mark_r, mark_w) = pipe()?;
     let marker_fd = mark_r.as_raw_fd();
+    // The helper keeps copies of what the checkpoint cannot carry until the
+    // caller, if the move fails, has taken them back (or `back` closes).
+    let (back_r, back_w) = pipe()?;
+    let uncarried = uncarried_fds();
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
     // SAFETY: the helper child forks again and exits; the grandchild talks
@@ -528,7 +600,7 @@ pub fn move_to(node: i32) -> Result<(), BprocError> {
         return Err(BprocError::System(format!("fork: {}", std::io::Error::last_os_error())));
     }
     if helper == 0 {
-        drop(mark_r);
+        drop((mark_r, back_w));
         // SAFETY: as above.
         unsafe {
             if libc::fork() != 0 {
@@ -556,14 +628,24 @@ pub fn move_to(node: i32) -> Result<(), BprocError> {
                 Err(e) => {
                     msg[0] = b'F';
                     msg[1..5].copy_from_slice(&e.errno().to_le_bytes());
-                    5
+                    msg[5..9].copy_from_slice(&libc::getpid().to_le_bytes());
+                    9
                 }
             };
             libc::write(mark_w.as_raw_fd(), msg.as_ptr().cast(), len);
+            if msg[0] == b'F' {
+                // The caller takes its descriptors back, then closes `back`.
+                let mut byte = 0u8;
+                while libc::read(back_r.as_raw_fd(), (&raw mut byte).cast(), 1) > 0 {}
+            }
             libc::_exit(0)
         }
     }
-    drop(mark_w);
+    drop((mark_w, back_r));
+    for (fd, _) in &uncarried {
+        // SAFETY: closes a descriptor this process has; the helper has a copy.
+        unsafe { libc::close(*fd) };
+    }
     let mut status = 0;
     // SAFETY: the helper is our child; waitpid writes only `status`.
     unsafe { libc::waitpid(helper, &mut status, 0) };
@@ -576,7 +658,7 @@ pub fn move_to(node: i32) -> Result<(), BprocError> {
             break;
         }
         got += n as usize;
-        if matches!(msg[0], b'N' | b'X') || (msg[0] == b'F' && got >= 5) {
+        if matches!(msg[0], b'N' | b'X') {
             break;
         }
     }
@@ -588,8 +670,10 @@ pub fn move_to(node: i32) -> Result<(), BprocError> {
         (b'X', _) => unsafe { libc::_exit(0) },
         // SAFETY: exec replaces this copy with its ghost (it allocates nothing).
         (b'G', 9) => unsafe { ghost.exec(u64::from_le_bytes(msg[1..9].try_into().unwrap_or_default())) },
-        (b'F', n) if n >= 5 => {
+        (b'F', 9) => {
             let errno = i32::from_le_bytes(msg[1..5].try_into().unwrap_or_default());
+            take_back(i32::from_le_bytes(msg[5..9].try_into().unwrap_or_default()), &uncarried);
+            drop(back_w);
             Err(match errno {
                 crate::error::errno::BE_INVALIDNODE => BprocError::NoSuchNode(format!("node {node}: no such node")),
                 crate::error::errno::BE_NODEDOWN => BprocError::NodeDown(format!("node {node} is down")),
@@ -598,5 +682,51 @@ pub fn move_to(node: i32) -> Result<(), BprocError> {
             })
         }
         _ => Err(BprocError::Migration("the move's helper gave no answer".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{FromRawFd, IntoRawFd};
+
+    #[test]
+    fn files_and_pipes_are_carried_and_sockets_and_terminals_are_not() {
+        for link in ["/etc/services", "/tmp/x (deleted)", "/dev/null", "pipe:[12]", "anon_inode:[eventfd]"] {
+            assert!(carried(link), "{link}");
+        }
+        for link in ["socket:[12]", "/dev/pts/3", "/dev/tty", "anon_inode:[eventpoll]", "anon_inode:[pidfd]"] {
+            assert!(!carried(link), "{link}");
+        }
+    }
+
+    #[test]
+    fn a_closed_socket_is_listed_and_taken_back_from_a_process_that_holds_a_copy() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        let file = std::fs::File::open("/proc/self/cmdline").expect("open");
+        let listed = uncarried_fds();
+        let (a_fd, b_fd) = (a.as_raw_fd(), b.as_raw_fd());
+        assert!(listed.contains(&(a_fd, true)) && listed.contains(&(b_fd, true)), "{listed:?}");
+        assert!(!listed.iter().any(|(fd, _)| *fd == file.as_raw_fd()), "{listed:?}");
+        // A child holds a copy while this process closes its own
+        // (descriptors reach a child only without close-on-exec).
+        // SAFETY: clears FD_CLOEXEC on a descriptor we own.
+        unsafe { libc::fcntl(a_fd, libc::F_SETFD, 0) };
+        let mut holder = std::process::Command::new("sleep").arg("100").spawn().expect("holder");
+        let a_raw = a.into_raw_fd();
+        // SAFETY: closes our own descriptor (the holder has a copy).
+        unsafe { libc::close(a_raw) };
+        take_back(holder.id() as i32, &[(a_raw, true)]);
+        // SAFETY: the descriptor is ours again; F_GETFD reads its flags.
+        let flags = unsafe { libc::fcntl(a_raw, libc::F_GETFD) };
+        assert_eq!(flags, libc::FD_CLOEXEC, "taken back, close-on-exec as before");
+        // SAFETY: a_raw is open and ours again.
+        let mut a = unsafe { std::os::unix::net::UnixStream::from_raw_fd(a_raw) };
+        a.write_all(b"x").expect("the socket works");
+        let mut got = [0u8; 1];
+        (&b).read_exact(&mut got).expect("read");
+        assert_eq!(&got, b"x");
+        let _ = holder.kill();
+        let _ = holder.wait();
     }
 }
