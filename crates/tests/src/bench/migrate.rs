@@ -42,13 +42,18 @@ fn criu_cli_once(c: &Cluster, mb: usize, dir: &Path) -> Result<Duration> {
     let _ = std::fs::remove_dir_all(&images);
     std::fs::create_dir_all(&images)?;
     let log = dir.join("hold.out");
-    let mut hold = Command::new(c.bin("bproc-rfork-rs"))
-        .args(["hold", &mb.to_string()])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start the process to dump")?;
+    let mut cmd = Command::new(c.bin("bproc-rfork-rs"));
+    cmd.args(["hold", &mb.to_string()]).stdin(Stdio::null()).stdout(std::fs::File::create(&log)?).stderr(Stdio::null());
+    // Only stdio: whatever else the bench inherited (a CI runner's sockets)
+    // CRIU's CLI could not dump.
+    // SAFETY: close_range is a plain system call, safe between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    let mut hold = cmd.spawn().context("start the process to dump")?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while !std::fs::read_to_string(&log)?.starts_with("ready") {
         if Instant::now() > deadline {

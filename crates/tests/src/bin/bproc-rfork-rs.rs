@@ -7,7 +7,8 @@
 //! NODE...`, `bproc-rfork-rs vrfork NODE...`. For the benchmarks:
 //! `bproc-rfork-rs bench MB NODE RUNS` (prints the microseconds of each
 //! rfork + exit + reap of a process of MB megabytes; NODE -1 is a local
-//! fork) and `bproc-rfork-rs hold MB` (says "ready", then waits).
+//! fork) and `bproc-rfork-rs hold MB` (says "ready", then waits). `bproc-rfork-rs
+//! move-keeps-sockets NODE`: a move that fails keeps the caller's sockets.
 
 use std::ffi::CString;
 use std::io::{Read, Seek};
@@ -161,6 +162,28 @@ fn counter(route: &[i32]) -> i32 {
     0
 }
 
+/// Tries to move to `node` (which must fail) holding a connected socket
+/// pair, which a checkpoint cannot carry, and checks the pair still works.
+fn move_keeps_sockets(node: i32) -> i32 {
+    use std::io::Write;
+    let Ok((mut a, mut b)) = std::os::unix::net::UnixStream::pair() else { return 4 };
+    match migrate::move_to(node) {
+        Ok(()) => {
+            println!("moved to {}", migrate::currnode());
+            return 3;
+        }
+        Err(e) => println!("move failed: {}", strerror(e.errno())),
+    }
+    let mut got = [0u8; 2];
+    if a.write_all(b"ok").is_ok() && b.read_exact(&mut got).is_ok() && &got == b"ok" {
+        println!("socket still works");
+        0
+    } else {
+        println!("socket lost");
+        1
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let nodes: Vec<i32> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
@@ -176,6 +199,7 @@ fn main() {
             }
         }
         Some("counter") => counter(&nodes),
+        Some("move-keeps-sockets") if nodes.len() == 1 => move_keeps_sockets(nodes[0]),
         Some("vexecmove-true") => {
             let argv = cstrings(["true"]);
             match migrate::vexecmove(&nodes, &argv[0], &argv, &environ()) {
