@@ -4,7 +4,9 @@
 //! - [`checkpoint`]: CRIU (where it is, dumping a process, reading its
 //!   errors), CRIU's names for a process's files, and images as streams of
 //!   chunks.
+//! - [`image`]: rewriting a one-process image for another PID (vrfork).
 //! - [`sys`]: process-wide settings a daemon makes at start or after a burst.
 
 pub mod checkpoint;
+pub mod image;
 pub mod sys;

@@ -30,6 +30,8 @@ pub struct SlaveId {
     pub master: String,
     pub node: u32,
     pub hostname: String,
+    /// The port of this node's ImagePeer service (0: none).
+    pub image_port: u16,
 }
 
 /// Runs one link until it ends. Returns `Ok` only if `stop` fired.
@@ -56,6 +58,7 @@ pub async fn run_link(
         node: id.node,
         hostname: id.hostname.clone(),
         software: format!("bpslave {}", env!("CARGO_PKG_VERSION")),
+        image_port: id.image_port.into(),
     };
     let _ = out.send(v1::SlaveMsg { msg: Some(slave_msg::Msg::Register(register)) });
     let mut inbound = match client.attach(UnboundedReceiverStream::new(out_rx)).await {

@@ -32,6 +32,8 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: log files stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -75,8 +77,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         sys::become_subreaper().map_err(|e| anyhow::anyhow!("cannot become a subreaper: {e}"))?;
     }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
-    let id = SlaveId { master: args.master.clone(), node, hostname };
     let procs = Procs::new(8 << 20);
+    let image_port = match bproc_slave::image_peer::serve(procs.shelf.clone()).await {
+        Ok(port) => port,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve images to peers: vrfork images come from the master");
+            0
+        }
+    };
+    let id = SlaveId { master: args.master.clone(), node, hostname, image_port };
     // Before the first fork: the probes track this daemon from its next one.
     match ebpf_probes::Probes::load_tracking_self().and_then(ebpf_probes::Probes::into_async) {
         Ok(mut probes) => {

@@ -90,6 +90,8 @@ pub struct Procs {
     fork_lock: Arc<Mutex<()>>,
     /// Output credit per stream, as the master's welcome set it.
     window: Arc<AtomicUsize>,
+    /// Images this node passes on to other nodes.
+    pub shelf: crate::image_peer::Shelf,
 }
 
 fn send(out: &Outbox, msg: slave_msg::Msg) {
@@ -143,7 +145,12 @@ pub fn plan(req: &v1::SpawnRequest) -> Result<ExecPlan, String> {
 
 impl Procs {
     pub fn new(window: usize) -> Self {
-        Procs { table: Arc::default(), fork_lock: Arc::default(), window: Arc::new(AtomicUsize::new(window)) }
+        Procs {
+            table: Arc::default(),
+            fork_lock: Arc::default(),
+            window: Arc::new(AtomicUsize::new(window)),
+            shelf: Default::default(),
+        }
     }
 
     /// Sets the output credit of processes started from now on.
@@ -422,9 +429,12 @@ impl Procs {
         client: SlaveLinkClient<Channel>,
     ) -> Result<(), String> {
         let (id, pid) = (req.id, req.pid);
-        let dir = restore::ImageDir::new()?;
-        let bytes = restore::fetch(client, &req.image, dir.path()).await?;
-        tracing::debug!(id, pid, bytes, "image fetched");
+        let dir = Arc::new(restore::ImageDir::new()?);
+        let bytes = restore::fetch(client, &req.source, &req.image, dir.path()).await?;
+        // A vrfork sends one child's image for all: this copy's PID is its own.
+        let was = bproc_daemon::image::retarget(dir.path(), pid as u32)?;
+        let from = if req.source.is_empty() { "master" } else { req.source.as_str() };
+        tracing::info!(id, pid, was, bytes, from = %from, "image fetched");
         let (exit_tx, exit_rx) = oneshot::channel();
         let window = self.window();
         let credits = [Credit::new(window), Credit::new(window)];
@@ -445,6 +455,7 @@ impl Procs {
             t.by_id.insert(id, entry);
             t.id_of.insert(pid, id);
         }
+        self.shelf.put(&req.image, dir.clone(), req.pass_on);
         let restored = {
             let (procs, req, path) = (self.clone(), req.clone(), dir.path().to_path_buf());
             tokio::task::spawn_blocking(move || {
@@ -458,6 +469,7 @@ impl Procs {
         let stdio = match restored {
             Ok(stdio) => stdio,
             Err(why) => {
+                self.shelf.release(&req.image, req.pass_on);
                 let mut t = self.lock();
                 t.by_id.remove(&id);
                 t.id_of.remove(&pid);

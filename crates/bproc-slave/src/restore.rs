@@ -1,6 +1,7 @@
 //! rfork's node side: fetch a checkpoint image from the master and restore
 //! it with CRIU in this node's PID namespace, its stdio replaced by pipes
-//! that the slave relays and its marker pipe by one that says "N".
+//! that the slave relays and its marker pipe by one that says "N" (or what
+//! the master says: a vrfork's copy learns its rank there).
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -15,8 +16,12 @@ pub struct ImageDir(PathBuf);
 
 impl ImageDir {
     pub fn new() -> Result<Self, String> {
-        let base = Path::new(crate::sys::RESTORE_DIR).join("image-XXXXXX");
-        nix::unistd::mkdtemp(&base).map(ImageDir).map_err(|e| format!("mkdtemp: {e}"))
+        Self::new_in(Path::new(crate::sys::RESTORE_DIR))
+    }
+
+    /// A new directory under `base`.
+    pub fn new_in(base: &Path) -> Result<Self, String> {
+        nix::unistd::mkdtemp(&base.join("image-XXXXXX")).map(ImageDir).map_err(|e| format!("mkdtemp: {e}"))
     }
 
     pub fn path(&self) -> &Path {
@@ -30,10 +35,28 @@ impl Drop for ImageDir {
     }
 }
 
-/// Fetches image `name` from the master into `dir`; returns its size.
-pub async fn fetch(mut client: SlaveLinkClient<Channel>, name: &str, dir: &Path) -> Result<u64, String> {
+/// Fetches image `name` into `dir` from `source` (a peer slave's ImagePeer
+/// service, HOST:PORT), or from the master when it is empty; returns its
+/// size.
+pub async fn fetch(mut master: SlaveLinkClient<Channel>, source: &str, name: &str, dir: &Path) -> Result<u64, String> {
     let req = v1::FetchImageRequest { image: name.to_string() };
-    let mut stream = client.fetch_image(req).await.map_err(|s| s.message().to_string())?.into_inner();
+    let answer = if source.is_empty() {
+        master.fetch_image(req).await
+    } else {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{source}"))
+            .map_err(|e| format!("bad peer address {source}: {e}"))?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .initial_stream_window_size(8 << 20)
+            .initial_connection_window_size(32 << 20)
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach the peer {source}: {e}"))?;
+        v1::image_peer_client::ImagePeerClient::new(channel)
+            .max_decoding_message_size(proto::MAX_MESSAGE_SIZE)
+            .fetch_image(req)
+            .await
+    };
+    let mut stream = answer.map_err(|s| s.message().to_string())?.into_inner();
     let mut writer = bproc_daemon::checkpoint::ImageWriter::new(dir);
     while let Some(chunk) = stream.message().await.map_err(|s| s.message().to_string())? {
         writer.write(chunk).await?;
@@ -85,7 +108,8 @@ pub fn restore(req: &v1::RestoreRequest, dir: &Path) -> Result<Stdio, String> {
     }
     drop((out_w, err_w));
     let (marker_r, marker_w) = pipe()?;
-    std::fs::File::from(marker_w).write_all(b"N").map_err(|e| format!("marker: {e}"))?;
+    let says: &[u8] = if req.marker.is_empty() { b"N" } else { &req.marker };
+    std::fs::File::from(marker_w).write_all(says).map_err(|e| format!("marker: {e}"))?;
     inherit.push((inheritable(&marker_r)?, &req.marker_key));
 
     let images = checkpoint::open_images_dir(dir)?;

@@ -123,6 +123,26 @@ impl Client {
         Ok(self.inner.clone().rfork(req).await?.into_inner().id)
     }
 
+    /// Asks the master to rfork the caller's children at once (see
+    /// [`crate::migrate::vrfork`]): `copies` are (node, pid, marker fd,
+    /// rank); one result per copy, the process's id or why it failed.
+    pub async fn vrfork(&self, copies: &[(i32, i32, i32, u32)]) -> Result<Vec<Result<u64, BprocError>>, BprocError> {
+        let ranks = copies.iter().map(|c| c.3).collect();
+        let copies = copies
+            .iter()
+            .map(|&(node, pid, marker_fd, _)| v1::RforkRequest { node, pid, marker_fd, move_self: false })
+            .collect();
+        let reply = self.inner.clone().vrfork(v1::VrforkRequest { copies, ranks }).await?.into_inner();
+        Ok(reply
+            .results
+            .into_iter()
+            .map(|r| match r.code {
+                0 => Ok(r.id),
+                code => Err(BprocError::from(tonic::Status::new(tonic::Code::from(code), r.message))),
+            })
+            .collect())
+    }
+
     /// Opens an exec stream: the caller feeds `input` (whose first message
     /// must be a start) and reads the process's events and output.
     pub async fn exec(

@@ -28,6 +28,26 @@ pub enum BprocError {
     Unsupported(String),
 }
 
+impl Clone for BprocError {
+    fn clone(&self) -> Self {
+        use BprocError::*;
+        match self {
+            Unreachable { path, source } => {
+                Unreachable { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+            }
+            Transport(m) => Transport(m.clone()),
+            NoSuchNode(m) => NoSuchNode(m.clone()),
+            NodeDown(m) => NodeDown(m.clone()),
+            PermissionDenied(m) => PermissionDenied(m.clone()),
+            Refused(m) => Refused(m.clone()),
+            BadNodeList { spec, why } => BadNodeList { spec: spec.clone(), why: why.clone() },
+            Migration(m) => Migration(m.clone()),
+            System(m) => System(m.clone()),
+            Unsupported(m) => Unsupported(m.clone()),
+        }
+    }
+}
+
 /// BProc's own errno values (its `BE_*` codes), for the C API.
 pub mod errno {
     /// No such node.

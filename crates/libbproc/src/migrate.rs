@@ -271,7 +271,7 @@ pub fn rfork(node: i32) -> Result<Forked, BprocError> {
         return Err(BprocError::Unsupported("rfork from a node (only the front end migrates processes yet)".into()));
     }
     let waiting = match fork_waiting(node, &[])? {
-        Side::Child => return Ok(Forked::Child),
+        Side::Child { .. } => return Ok(Forked::Child),
         Side::Parent(w) => w,
     };
     let verdict = block_on(async {
@@ -303,8 +303,10 @@ struct Waiting {
 /// Which side of [`fork_waiting`] returned.
 enum Side {
     Parent(Waiting),
-    /// The copy restored on the node.
-    Child,
+    /// The copy restored on the node; a vrfork's marker says its rank.
+    Child {
+        rank: Option<u32>,
+    },
 }
 
 impl Waiting {
@@ -358,11 +360,12 @@ fn fork_waiting(node: i32, close_in_child: &[i32]) -> Result<Side, BprocError> {
             }
             libc::write(ready_w.as_raw_fd(), b"r".as_ptr().cast(), 1);
             drop(ready_w);
+            // Whoever writes the verdict closes the pipe after it.
             let mut buf = [0u8; 9];
             let mut got = 0;
             while got < buf.len() {
                 let n = libc::read(mark_r.as_raw_fd(), buf.as_mut_ptr().add(got).cast(), buf.len() - got);
-                if n <= 0 || buf[0] != b'G' {
+                if n <= 0 {
                     break;
                 }
                 got += n as usize;
@@ -370,7 +373,8 @@ fn fork_waiting(node: i32, close_in_child: &[i32]) -> Result<Side, BprocError> {
             match buf[0] {
                 b'N' => {
                     drop(mark_r);
-                    return Ok(Side::Child);
+                    let rank = (got >= 5).then(|| u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]));
+                    return Ok(Side::Child { rank });
                 }
                 b'G' if got == buf.len() => {
                     let mut id = [0u8; 8];
@@ -533,29 +537,26 @@ pub fn vrfork(nodes: &[i32]) -> Result<VForked, BprocError> {
         }
         let others: Vec<i32> = waiting.iter().map(|(_, _, w)| w.mark.as_raw_fd()).collect();
         match fork_waiting(node, &others) {
-            Ok(Side::Child) => return Ok(VForked::Child { rank }),
+            // The copy restored on a node may be another sibling's image:
+            // the marker says which rank it is.
+            Ok(Side::Child { rank: said }) => return Ok(VForked::Child { rank: said.map_or(rank, |r| r as usize) }),
             Ok(Side::Parent(w)) => waiting.push((rank, node, w)),
             Err(e) => pids[rank] = Err(e.errno()),
         }
     }
-    let asks: Vec<(usize, i32, i32, i32)> = waiting.iter().map(|(r, n, w)| (*r, *n, w.pid, w.marker_fd)).collect();
+    // (node, pid, marker fd, rank): the master checkpoints one child and
+    // restores it as each; the marker tells each copy its rank.
+    let copies: Vec<(i32, i32, i32, u32)> =
+        waiting.iter().map(|(r, n, w)| (*n, w.pid, w.marker_fd, *r as u32)).collect();
     let verdicts: Vec<Result<u64, BprocError>> = match block_on(async {
-        let client = Client::connect().await?;
-        let mut set = tokio::task::JoinSet::new();
-        for (i, (_, node, pid, marker_fd)) in asks.iter().copied().enumerate() {
-            let client = client.clone();
-            set.spawn(async move { (i, client.rfork(node, pid, marker_fd, false).await) });
+        if copies.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut out: Vec<Option<Result<u64, BprocError>>> = (0..asks.len()).map(|_| None).collect();
-        while let Some(joined) = set.join_next().await {
-            if let Ok((i, verdict)) = joined {
-                out[i] = Some(verdict);
-            }
-        }
-        Ok(out.into_iter().map(|v| v.unwrap_or_else(|| Err(BprocError::Transport("lost".into())))).collect())
+        Client::connect().await?.vrfork(&copies).await
     }) {
-        Ok(v) => v,
-        Err(e) => asks.iter().map(|_| Err(BprocError::Transport(e.to_string()))).collect(),
+        Ok(v) if v.len() == copies.len() => v,
+        Ok(_) => copies.iter().map(|_| Err(BprocError::Transport("the master's answer lacks copies".into()))).collect(),
+        Err(e) => copies.iter().map(|_| Err(e.clone())).collect(),
     };
     for ((rank, _, w), verdict) in waiting.into_iter().zip(verdicts) {
         pids[rank] = w.finish(verdict).map_err(|e| e.errno());

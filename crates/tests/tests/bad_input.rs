@@ -146,6 +146,23 @@ fn bad_client_input_gets_an_error_and_harms_nothing() {
         let mut sleeper = std::process::Command::new("sleep").arg("100").spawn().expect("spawn sleep");
         let err = client.rfork(rfork(sleeper.id() as i32, 99, false)).await.expect_err("fd 99 is not a pipe");
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        // vrfork: no copies, a moving copy, and the same process twice; a
+        // copy that is not the caller's fails alone.
+        let vrfork = |copies: Vec<v1::RforkRequest>| v1::VrforkRequest { copies, ranks: vec![] };
+        let err = client.vrfork(vrfork(vec![])).await.expect_err("no copies");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        let err = client.vrfork(vrfork(vec![rfork(1, 0, true)])).await.expect_err("move_self");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        let sleeper_pid = sleeper.id() as i32;
+        let reply = client
+            .vrfork(vrfork(vec![rfork(1, 0, false), rfork(sleeper_pid, 99, false), rfork(sleeper_pid, 99, false)]))
+            .await
+            .expect("one result per copy")
+            .into_inner();
+        let codes: Vec<i32> = reply.results.iter().map(|r| r.code).collect();
+        let expected = [tonic::Code::PermissionDenied, tonic::Code::InvalidArgument, tonic::Code::InvalidArgument];
+        assert_eq!(codes, expected.map(|c| c as i32), "{reply:?}");
+        assert!(reply.results[2].message.contains("named twice"), "{reply:?}");
         let _ = sleeper.kill();
         let _ = sleeper.wait();
 
@@ -188,6 +205,7 @@ fn register(version: u32, node: u32) -> v1::SlaveMsg {
             node,
             hostname: "evil".into(),
             software: "test".into(),
+            image_port: 0,
         })),
     }
 }

@@ -3,6 +3,7 @@
 //! files and PID, and is the caller's child in the front end's process table.
 
 use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -146,6 +147,66 @@ fn rfork_to_a_bad_node_fails_with_bprocs_errno_and_leaves_nothing() {
     assert_eq!(leftovers.unwrap_or(0), 0, "no checkpoint image of this master left");
 }
 
+/// Clears close-on-exec on `fd`, so that a child inherits it.
+fn inheritable(fd: std::os::fd::RawFd) {
+    // SAFETY: F_SETFD on a descriptor the caller owns.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+}
+
+#[test]
+fn an_rfork_caller_with_sockets_open_and_its_output_on_a_socket_still_rforks() {
+    // A caller started by a service may hold sockets (here a socket pair, a
+    // TCP connection and an epoll set that watches it) and write to a socket.
+    let c = cluster(1);
+    let (held, _peer) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen on loopback");
+    let tcp = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    // SAFETY: epoll_create1 and epoll_ctl on descriptors we own.
+    let epoll = unsafe {
+        let ep = libc::epoll_create1(0);
+        assert!(ep >= 0, "epoll_create1");
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
+        assert_eq!(libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, tcp.as_raw_fd(), &mut ev), 0);
+        std::os::fd::OwnedFd::from_raw_fd(ep)
+    };
+    for fd in [held.as_raw_fd(), listener.as_raw_fd(), tcp.as_raw_fd(), epoll.as_raw_fd()] {
+        inheritable(fd);
+    }
+    let (out_here, out_there) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let mut parent = rfork_command(&c, Api::C)
+        .args(["0", "/etc/services"])
+        .stdin(Stdio::null())
+        .stdout(std::os::fd::OwnedFd::from(out_there))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the rfork program");
+    let mut out = BufReader::new(out_here);
+    let line = read_line(&mut out);
+    assert!(line.starts_with("parent: child "), "rfork failed: {line}");
+    let line = read_line(&mut out);
+    assert!(line.starts_with("child: node 0 pid ") && line.contains("buffer intact"), "{line}");
+    assert_eq!(read_line(&mut out), "parent: status exited=1 code=42\n");
+    let done = collect(&mut parent, Duration::from_secs(20), "the rfork program");
+    assert!(done.status.success(), "stderr: {}", text(&done.stderr));
+    wait_for("the master to forget it", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
+}
+
+#[test]
+fn a_failed_move_gives_the_caller_back_the_sockets_it_could_not_carry() {
+    let c = cluster(1);
+    let out = Command::new(c.bin("bproc-rfork-rs"))
+        .args(["move-keeps-sockets", "7"])
+        .env("BPROC_SOCKET", c.socket_path())
+        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bproc-rfork-rs");
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout, "move failed: Invalid node number\nsocket still works\n", "{}", text(&out.stderr));
+    assert!(out.status.success());
+    assert!(remote_processes(&c).is_empty(), "nothing left");
+}
+
 /// The vector test program (`c/vector.c`), built with `cc prog.c -lbproc`.
 fn vector_program(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/vector.c");
@@ -203,10 +264,27 @@ fn vrfork_to_eight_nodes_gives_eight_waitable_children_and_an_errno_for_a_down_n
             assert!(out.contains(&format!("child {i} exit {}\n", 10 + i)), "child {i} waited for:\n{out}");
         }
         assert!(out.contains("pids[8] = -301 Node is down"), "the down node's slot:\n{out}");
+        let mut pids: Vec<&str> =
+            out.lines().filter(|l| l.starts_with("vrfork child ")).filter_map(|l| l.split(" pid ").nth(1)).collect();
+        pids.sort();
+        pids.dedup();
+        assert_eq!(pids.len(), 8, "every copy has a PID of its own:\n{out}");
         wait_for("the master to forget them", Duration::from_secs(10), || {
             remote_processes(&c).is_empty().then_some(())
         });
     }
+    // One image for all: it left the front end once per vrfork, to one
+    // node; the others fetched it from nodes that had it (a tree).
+    let fetches: Vec<String> = (0..8)
+        .flat_map(|n| {
+            let log = std::fs::read_to_string(c.slave_log(n)).unwrap_or_default();
+            log.lines().filter(|l| l.contains("image fetched")).map(String::from).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(fetches.len(), 16, "8 copies, twice: {fetches:#?}");
+    let from_master = fetches.iter().filter(|l| l.contains("from=master")).count();
+    assert_eq!(from_master, 2, "the master sent the image once per vrfork: {fetches:#?}");
+    assert!(fetches.iter().all(|l| l.contains("from=master") || l.contains("from=10.77.")), "{fetches:#?}");
 }
 
 #[test]

@@ -77,50 +77,59 @@ impl v1::master_server::Master for MasterService {
     async fn rfork(&self, req: Request<v1::RforkRequest>) -> Result<Response<v1::RforkReply>, Status> {
         let cred = peer_cred(&req)?;
         let r = req.into_inner();
-        if r.pid <= 1 || r.pid as u32 == std::process::id() {
-            return Err(Status::permission_denied(format!("process {} does not move", r.pid)));
-        }
-        let (ppid, uid) = migrate::owner(r.pid).map_err(Status::invalid_argument)?;
-        // The kernel's word: only a process's own parent of the same uid may
-        // rfork it; a process moving itself (bproc_move) sends a helper of
-        // its own uid.
-        let allowed = if r.move_self { uid == cred.uid || cred.uid == 0 } else { ppid == cred.pid && uid == cred.uid };
-        if !allowed {
-            return Err(Status::permission_denied(format!("process {} is not the caller's to move", r.pid)));
-        }
-        let child = migrate::inspect(r.pid, r.marker_fd).map_err(Status::invalid_argument)?;
-        let spec = SpawnSpec {
-            node: r.node,
-            argv: child.argv.clone(),
-            env: Vec::new(),
-            cwd: Vec::new(),
-            umask: 0,
-            stdin_null: false,
-            pid: Some(r.pid),
-        };
-        let (id, conn) = {
-            let mut st = self.shared.lock();
-            let (id, conn) = st.engine.migrate(&cred, &spec).map_err(convert::spawn_status)?;
-            st.clients.insert(id, ClientHandle::awaiting(r.pid, cred.uid, std::time::Instant::now()));
-            st.busy = true;
-            (id, conn)
-        };
-        tracing::debug!(id, pid = r.pid, node = r.node, "rfork");
-        match self.bring(id, conn, r.pid, &child).await {
+        let copy = self.admit(&cred, &r)?;
+        tracing::debug!(id = copy.id, pid = r.pid, node = r.node, "rfork");
+        match self.bring(&copy).await {
             Ok(_) => {
                 self.watch_ghost(r.pid);
-                Ok(Response::new(v1::RforkReply { id, pid: r.pid }))
+                Ok(Response::new(v1::RforkReply { id: copy.id, pid: r.pid }))
             }
             Err(status) => {
-                tracing::warn!(id, pid = r.pid, node = r.node, why = status.message(), "rfork failed");
-                let mut st = self.shared.lock();
-                st.clients.remove(&id);
-                let effect = st.engine.client_gone(id);
-                st.apply(effect.into_iter().collect());
-                st.engine.forget(id);
+                tracing::warn!(id = copy.id, pid = r.pid, node = r.node, why = status.message(), "rfork failed");
+                self.abandon(copy.id);
                 Err(status)
             }
         }
+    }
+
+    async fn vrfork(&self, req: Request<v1::VrforkRequest>) -> Result<Response<v1::VrforkReply>, Status> {
+        let cred = peer_cred(&req)?;
+        let v1::VrforkRequest { copies, ranks } = req.into_inner();
+        if copies.is_empty() || copies.len() > MAX_VRFORK {
+            return Err(Status::invalid_argument(format!("a vrfork makes 1 to {MAX_VRFORK} copies")));
+        }
+        if copies.iter().any(|c| c.move_self) {
+            return Err(Status::invalid_argument("a vrfork copies the caller's children; move_self is for rfork"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let admitted: Vec<Result<Copy, Status>> = copies
+            .iter()
+            .map(|r| match seen.insert(r.pid) {
+                true => self.admit(&cred, r),
+                false => Err(Status::invalid_argument(format!("process {} is named twice", r.pid))),
+            })
+            .collect();
+        let ranks: Vec<u32> = (0..copies.len()).map(|i| ranks.get(i).copied().unwrap_or(i as u32)).collect();
+        let outcome = self.bring_all(&admitted, &ranks).await;
+        let mut results = Vec::with_capacity(admitted.len());
+        for (copy, result) in admitted.into_iter().zip(outcome) {
+            let result = match (copy, result) {
+                (Ok(copy), Ok(_)) => {
+                    self.watch_ghost(copy.pid);
+                    v1::VrforkResult { id: copy.id, code: 0, message: String::new() }
+                }
+                (Ok(copy), Err(status)) => {
+                    tracing::warn!(id = copy.id, pid = copy.pid, why = status.message(), "vrfork copy failed");
+                    self.abandon(copy.id);
+                    v1::VrforkResult { id: 0, code: status.code() as i32, message: status.message().to_string() }
+                }
+                (Err(status), _) => {
+                    v1::VrforkResult { id: 0, code: status.code() as i32, message: status.message().to_string() }
+                }
+            };
+            results.push(result);
+        }
+        Ok(Response::new(v1::VrforkReply { results }))
     }
 
     async fn nodes(&self, _req: Request<v1::NodesRequest>) -> Result<Response<v1::NodesReply>, Status> {
@@ -208,23 +217,135 @@ impl MasterService {
         Ok(Response::new(UnboundedReceiverStream::new(rx)))
     }
 
-    /// Checkpoints process `pid` and has the slave on `conn` restore it as
-    /// process `id`; returns its node PID.
-    async fn bring(&self, id: ProcId, conn: ConnId, pid: i32, child: &migrate::Child) -> Result<i32, Status> {
-        let dir = migrate::image_dir(id).map_err(Status::internal)?;
-        let dumped = {
-            let dir = dir.clone();
-            tokio::task::spawn_blocking(move || migrate::dump(pid, &dir)).await
+    /// Checks that the caller may rfork process `r.pid` to `r.node` (the
+    /// kernel's word on parent and owner) and enters it in the process table,
+    /// waiting for its ghost.
+    #[allow(clippy::result_large_err)]
+    fn admit(&self, cred: &crate::engine::Cred, r: &v1::RforkRequest) -> Result<Copy, Status> {
+        if r.pid <= 1 || r.pid as u32 == std::process::id() {
+            return Err(Status::permission_denied(format!("process {} does not move", r.pid)));
+        }
+        let (ppid, uid) = migrate::owner(r.pid).map_err(Status::invalid_argument)?;
+        // The kernel's word: only a process's own parent of the same uid may
+        // rfork it; a process moving itself (bproc_move) sends a helper of
+        // its own uid.
+        let allowed = if r.move_self { uid == cred.uid || cred.uid == 0 } else { ppid == cred.pid && uid == cred.uid };
+        if !allowed {
+            return Err(Status::permission_denied(format!("process {} is not the caller's to move", r.pid)));
+        }
+        let child = migrate::inspect(r.pid, r.marker_fd).map_err(Status::invalid_argument)?;
+        let spec = SpawnSpec {
+            node: r.node,
+            argv: child.argv.clone(),
+            env: Vec::new(),
+            cwd: Vec::new(),
+            umask: 0,
+            stdin_null: false,
+            pid: Some(r.pid),
         };
-        let result = match dumped {
-            Ok(Ok(())) => {
-                restore_on(&self.shared, id, conn, pid, child.stdio.clone(), child.marker.clone(), &dir).await
+        let mut st = self.shared.lock();
+        let (id, conn) = st.engine.migrate(cred, &spec).map_err(convert::spawn_status)?;
+        st.clients.insert(id, ClientHandle::awaiting(r.pid, cred.uid, std::time::Instant::now()));
+        st.busy = true;
+        Ok(Copy { id, conn, pid: r.pid, child })
+    }
+
+    /// Takes back an admitted process that was not restored.
+    fn abandon(&self, id: ProcId) {
+        let mut st = self.shared.lock();
+        st.clients.remove(&id);
+        let effect = st.engine.client_gone(id);
+        st.apply(effect.into_iter().collect());
+        st.engine.forget(id);
+    }
+
+    /// Checkpoints `copy`'s process and has its node restore it; returns
+    /// its node PID.
+    async fn bring(&self, copy: &Copy) -> Result<i32, Status> {
+        let dir = migrate::image_dir(copy.id).map_err(Status::internal)?;
+        let result = match dump_into(copy.pid, &dir).await {
+            Ok(()) => {
+                let image = ImageLease::new(&self.shared, &dir);
+                restore_on(&self.shared, copy.conn, restore_request(copy, &copy.child, &image.name)).await
             }
-            Ok(Err(why)) => Err(Status::internal(why)),
-            Err(e) => Err(Status::internal(e.to_string())),
+            Err(status) => Err(status),
         };
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
         result
+    }
+
+    /// A vrfork's copies (`Err`: not admitted): the first admitted one is
+    /// checkpointed, and its image restored as each of them, with its own
+    /// PID and rank. Nodes with an image service pass the image on in a
+    /// binary tree, so the master sends it once; the others (the front end's
+    /// own node) fetch it from the master. Each copy's marker says its rank
+    /// from `ranks`. Returns a result per copy.
+    async fn bring_all(&self, copies: &[Result<Copy, Status>], ranks: &[u32]) -> Vec<Result<i32, Status>> {
+        let mut out: Vec<Result<i32, Status>> =
+            copies.iter().map(|c| c.as_ref().map(|_| 0).map_err(Status::clone)).collect();
+        let admitted: Vec<(usize, &Copy)> =
+            copies.iter().enumerate().filter_map(|(i, c)| c.as_ref().ok().map(|c| (i, c))).collect();
+        let Some(&(_, first)) = admitted.first() else { return out };
+        let dir = match migrate::image_dir(first.id) {
+            Ok(dir) => dir,
+            Err(e) => {
+                for (i, _) in &admitted {
+                    out[*i] = Err(Status::internal(e.clone()));
+                }
+                return out;
+            }
+        };
+        if let Err(status) = dump_into(first.pid, &dir).await {
+            for (i, _) in &admitted {
+                out[*i] = Err(status.clone());
+            }
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+            return out;
+        }
+        let image = ImageLease::new(&self.shared, &dir);
+        // Who can pass the image on: nodes with an image service.
+        let peers: Vec<Option<String>> = {
+            let st = self.shared.lock();
+            admitted.iter().map(|(_, c)| st.slaves.get(&c.conn).and_then(|h| h.image_peer.clone())).collect()
+        };
+        let tree: Vec<usize> = (0..admitted.len()).filter(|k| peers[*k].is_some()).collect();
+        let passes = |pos: usize| [2 * pos + 1, 2 * pos + 2].iter().filter(|c| **c < tree.len()).count() as u32;
+        let request = |k: usize, source: String, pass_on: u32| {
+            let (i, copy) = admitted[k];
+            let mut req = restore_request(copy, &first.child, &image.name);
+            req.marker = [&b"N"[..], &ranks[i].to_le_bytes()].concat();
+            req.source = source;
+            req.pass_on = pass_on;
+            (copy.conn, req)
+        };
+        let mut running = tokio::task::JoinSet::new();
+        let start = |running: &mut tokio::task::JoinSet<_>, k: usize, pos: Option<usize>, source: String| {
+            let (conn, req) = request(k, source, pos.map_or(0, passes));
+            let shared = self.shared.clone();
+            running.spawn(async move { (k, pos, restore_on(&shared, conn, req).await) });
+        };
+        // The tree's root and every node outside the tree fetch from here.
+        for k in (0..admitted.len()).filter(|k| peers[*k].is_none()) {
+            start(&mut running, k, None, String::new());
+        }
+        if let Some(&root) = tree.first() {
+            start(&mut running, root, Some(0), String::new());
+        }
+        while let Some(done) = running.join_next().await {
+            let Ok((k, pos, result)) = done else { continue };
+            if let Some(pos) = pos {
+                // A node that failed passes nothing on: its children fetch
+                // from here.
+                let source = if result.is_ok() { peers[k].clone().unwrap_or_default() } else { String::new() };
+                for child in [2 * pos + 1, 2 * pos + 2].into_iter().filter(|c| *c < tree.len()) {
+                    start(&mut running, tree[child], Some(child), source.clone());
+                }
+            }
+            out[admitted[k].0] = result;
+        }
+        drop(image);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        out
     }
 
     /// The probes report signals to the ghost and its death.
@@ -313,37 +434,80 @@ async fn read_client(shared: Arc<Shared>, id: ProcId, gen: u64, mut inbound: Str
     }
 }
 
-/// Has the slave on `conn` restore the image in `dir` as process `id` with
-/// PID `pid`, its files named by `stdio` and `marker` replaced; returns its
-/// node PID once the slave reports it STARTED.
-pub(super) async fn restore_on(
-    shared: &Shared,
+/// An admitted rfork copy: its process id, node link, PID, and what /proc
+/// said of it.
+pub(super) struct Copy {
     id: ProcId,
     conn: ConnId,
     pid: i32,
-    stdio: [String; 3],
-    marker: String,
-    dir: &std::path::Path,
-) -> Result<i32, Status> {
-    let image = migrate::random_name();
+    child: migrate::Child,
+}
+
+/// The most copies one vrfork makes.
+const MAX_VRFORK: usize = 4096;
+
+/// Checkpoints process `pid` into `dir` (from a blocking thread).
+async fn dump_into(pid: i32, dir: &std::path::Path) -> Result<(), Status> {
+    let dir = dir.to_path_buf();
+    match tokio::task::spawn_blocking(move || migrate::dump(pid, &dir)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(why)) => Err(Status::internal(why)),
+        Err(e) => Err(Status::internal(e.to_string())),
+    }
+}
+
+/// The restore of `copy` from an image of `imaged` (the same process, or
+/// the vrfork sibling that was checkpointed: CRIU names its files).
+fn restore_request(copy: &Copy, imaged: &migrate::Child, image: &str) -> v1::RestoreRequest {
+    let [stdin_key, stdout_key, stderr_key] = imaged.stdio.clone();
+    v1::RestoreRequest {
+        id: copy.id,
+        image: image.to_string(),
+        pid: copy.pid,
+        stdin_key,
+        stdout_key,
+        stderr_key,
+        marker_key: imaged.marker.clone(),
+        ..Default::default()
+    }
+}
+
+/// An image directory that slaves may fetch (FetchImage) under a random
+/// name while this lives.
+pub(super) struct ImageLease<'a> {
+    shared: &'a Shared,
+    pub name: String,
+}
+
+impl<'a> ImageLease<'a> {
+    pub fn new(shared: &'a Shared, dir: &std::path::Path) -> Self {
+        let name = migrate::random_name();
+        shared.lock().images.insert(name.clone(), dir.to_path_buf());
+        ImageLease { shared, name }
+    }
+}
+
+impl Drop for ImageLease<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().images.remove(&self.name);
+    }
+}
+
+/// Has the slave on `conn` restore a process as `req` says; returns its node
+/// PID once the slave reports it STARTED.
+pub(super) async fn restore_on(shared: &Shared, conn: ConnId, req: v1::RestoreRequest) -> Result<i32, Status> {
+    let id = req.id;
     let (tx, rx) = tokio::sync::oneshot::channel();
     {
         let mut st = shared.lock();
         st.restores.insert(id, tx);
-        st.images.insert(image.clone(), dir.to_path_buf());
-        let [stdin_key, stdout_key, stderr_key] = stdio;
-        let req =
-            v1::RestoreRequest { id, image: image.clone(), pid, stdin_key, stdout_key, stderr_key, marker_key: marker };
         if !st.send_slave(conn, master_msg::Msg::Restore(req)) {
             st.restores.remove(&id);
-            st.images.remove(&image);
             return Err(Status::aborted("the node's link is gone"));
         }
     }
     let answer = tokio::time::timeout(migrate::RESTORE_TIMEOUT, rx).await;
-    let mut st = shared.lock();
-    st.images.remove(&image);
-    st.restores.remove(&id);
+    shared.lock().restores.remove(&id);
     match answer {
         Ok(Ok(Ok(node_pid))) => Ok(node_pid),
         Ok(Ok(Err(why))) => Err(Status::aborted(why)),

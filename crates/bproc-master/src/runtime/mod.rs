@@ -34,6 +34,9 @@ type ClientTx = UnboundedSender<Result<v1::ExecOut, Status>>;
 struct SlaveHandle {
     tx: SlaveTx,
     reader: Option<AbortHandle>,
+    /// Its image service (HOST:PORT), where other slaves fetch the images
+    /// it passes on.
+    image_peer: Option<String>,
 }
 
 /// How long a process may wait for a ghost (a forked process whose parent's

@@ -43,8 +43,18 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
             receive_image(&mut inbound, &dir)
                 .await
                 .map_err(|e| Status::aborted(format!("receiving the image: {e}")))?;
-            let stdio = [h.stdin_key.clone(), h.stdout_key.clone(), h.stderr_key.clone()];
-            super::client_api::restore_on(&self.shared, id, conn, h.pid, stdio, h.marker_key.clone(), &dir).await
+            let image = super::client_api::ImageLease::new(&self.shared, &dir);
+            let req = v1::RestoreRequest {
+                id,
+                image: image.name.clone(),
+                pid: h.pid,
+                stdin_key: h.stdin_key.clone(),
+                stdout_key: h.stdout_key.clone(),
+                stderr_key: h.stderr_key.clone(),
+                marker_key: h.marker_key.clone(),
+                ..Default::default()
+            };
+            super::client_api::restore_on(&self.shared, conn, req).await
         }
         .await;
         self.shared.lock().engine.end_move(id);
@@ -101,7 +111,10 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
                 .engine
                 .slave_attached(reg.node, conn, addr.clone(), hostname, Instant::now())
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            st.slaves.insert(conn, SlaveHandle { tx, reader: None });
+            // Peers reach its image service on the address it came from.
+            let image_peer =
+                (reg.image_port != 0 && reg.node != u32::MAX).then(|| format!("{addr}:{}", reg.image_port));
+            st.slaves.insert(conn, SlaveHandle { tx, reader: None, image_peer });
             st.apply(effects);
             conn
         };
