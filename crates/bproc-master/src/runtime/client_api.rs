@@ -261,15 +261,30 @@ impl MasterService {
 
     /// Checkpoints `copy`'s process and has its node restore it; returns
     /// its node PID.
+    /// its node PID. The node fetches the image while it is made: its pages
+    /// go from CRIU to the node without a copy here.
     async fn bring(&self, copy: &Copy) -> Result<i32, Status> {
         let dir = migrate::image_dir(copy.id).map_err(Status::internal)?;
-        let result = match dump_into(copy.pid, &dir).await {
-            Ok(()) => {
-                let image = ImageLease::new(&self.shared, &dir);
-                restore_on(&self.shared, copy.conn, restore_request(copy, &copy.child, &image.name)).await
-            }
-            Err(status) => Err(status),
-        };
+        let result = async {
+            let (pages, dumped) =
+                super::live::prepare(&dir).map_err(|e| Status::internal(format!("the pages' FIFO: {e}")))?;
+            let image = ImageLease::with_pages(&self.shared, &dir, Some(pages));
+            let req = restore_request(copy, &copy.child, &image.name);
+            let dump = async {
+                let result = dump_into(copy.pid, &dir).await;
+                let _ = dumped.send(Some(result.clone().map_err(|s| s.message().to_string())));
+                result
+            };
+            let restore = async {
+                let result = restore_on(&self.shared, copy.conn, req).await;
+                // Whatever the node did: no fetch of the pages from now on.
+                drop(image);
+                result
+            };
+            let (dumped, restored) = tokio::join!(dump, restore);
+            dumped.and(restored)
+        }
+        .await;
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
         result
     }
@@ -481,8 +496,13 @@ pub(super) struct ImageLease<'a> {
 
 impl<'a> ImageLease<'a> {
     pub fn new(shared: &'a Shared, dir: &std::path::Path) -> Self {
+        Self::with_pages(shared, dir, None)
+    }
+
+    /// An image whose pages stream while the dump runs (see [`super::live`]).
+    fn with_pages(shared: &'a Shared, dir: &std::path::Path, live: Option<super::live::LivePages>) -> Self {
         let name = migrate::random_name();
-        shared.lock().images.insert(name.clone(), dir.to_path_buf());
+        shared.lock().images.insert(name.clone(), super::live::Image { dir: dir.to_path_buf(), live });
         ImageLease { shared, name }
     }
 }

@@ -8,6 +8,7 @@
 mod client_api;
 mod convert;
 mod ghost_signals;
+mod live;
 pub mod migrate;
 mod peer;
 mod ratelimit;
@@ -133,7 +134,7 @@ pub struct State {
     /// rforks waiting for their node to restore the process.
     restores: HashMap<ProcId, tokio::sync::oneshot::Sender<RestoreResult>>,
     /// Checkpoint images a slave may fetch, by their (random) names.
-    images: HashMap<String, std::path::PathBuf>,
+    images: HashMap<String, live::Image>,
     slaves: HashMap<ConnId, SlaveHandle>,
     clients: HashMap<ProcId, ClientHandle>,
     next_conn: ConnId,

@@ -69,9 +69,44 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
         req: Request<v1::FetchImageRequest>,
     ) -> Result<Response<Self::FetchImageStream>, Status> {
         let name = req.into_inner().image;
-        let dir = self.shared.lock().images.get(&name).cloned().ok_or_else(|| Status::not_found("no such image"))?;
+        let (dir, live) = {
+            let mut st = self.shared.lock();
+            let image = st.images.get_mut(&name).ok_or_else(|| Status::not_found("no such image"))?;
+            (image.dir.clone(), image.live.take())
+        };
         let (tx, out) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
+            if let Some(mut live) = live {
+                // The pages first, as CRIU writes them (one chunk at least:
+                // the file exists even when empty).
+                let mut sent = false;
+                while let Some(data) = live.chunks.recv().await {
+                    sent = true;
+                    let chunk = v1::ImageChunk { file: super::live::PAGES.into(), data };
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+                if !sent {
+                    let chunk = v1::ImageChunk { file: super::live::PAGES.into(), data: Default::default() };
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+                let ended = live.dumped.wait_for(Option::is_some).await.map(|r| r.clone());
+                match ended {
+                    Ok(Some(Ok(()))) => {}
+                    Ok(Some(Err(why))) => {
+                        let _ = tx.send(Err(Status::aborted(format!("the checkpoint failed: {why}")))).await;
+                        return;
+                    }
+                    Ok(None) | Err(_) => {
+                        let _ = tx.send(Err(Status::aborted("the checkpoint was abandoned"))).await;
+                        return;
+                    }
+                }
+            }
+            // The rest (a live image's FIFO is no regular file: skipped).
             if let Err(e) = bproc_daemon::checkpoint::stream_image(&dir, &tx, Ok).await {
                 let _ = tx.send(Err(Status::internal(format!("reading the image: {e}")))).await;
             }

@@ -1,0 +1,148 @@
+//! Images that slaves fetch: whole ones in a directory, or *live* ones whose
+//! pages stream to the fetching slave while CRIU dumps them (rfork), so the
+//! master keeps no copy of the process's memory.
+//!
+//! A live image's `pages-1.img` (where CRIU puts a single process's memory)
+//! is a FIFO: CRIU writes the pages into it, a pump reads them into a small
+//! bounded channel, and the one FetchImage of the image passes them on as
+//! chunks of that file; then, once the dump is done, the other (small)
+//! files follow from the directory. With no fetcher (or one that went), the
+//! pump reads and drops the rest, so CRIU never blocks for good.
+
+use std::path::{Path, PathBuf};
+
+use bproc_daemon::checkpoint::IMAGE_CHUNK;
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, watch};
+
+/// The file CRIU writes a single process's pages to.
+pub const PAGES: &str = "pages-1.img";
+
+/// How a dump ended: `None` while it runs.
+pub type Dumped = watch::Receiver<Option<Result<(), String>>>;
+
+/// An image that slaves may fetch.
+pub struct Image {
+    pub dir: PathBuf,
+    /// The pages of a dump still running, for the first fetch only.
+    pub live: Option<LivePages>,
+}
+
+/// Pages as CRIU writes them, and the end of the dump.
+pub struct LivePages {
+    pub chunks: mpsc::Receiver<Bytes>,
+    pub dumped: Dumped,
+}
+
+/// Makes `dir`'s pages file a FIFO and starts the pump that reads it; the
+/// dump's end is to be sent on the returned sender.
+pub fn prepare(dir: &Path) -> std::io::Result<(LivePages, watch::Sender<Option<Result<(), String>>>)> {
+    let fifo = dir.join(PAGES);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)?;
+    // Read and write: opening never waits for CRIU, and reads never see an
+    // end of file before the dump's end is known.
+    let reader = tokio::net::unix::pipe::OpenOptions::new().read_write(true).open_receiver(&fifo)?;
+    let (tx, chunks) = mpsc::channel(4);
+    let (done_tx, dumped) = watch::channel(None);
+    tokio::spawn(pump(reader, tx, dumped.clone()));
+    Ok((LivePages { chunks, dumped }, done_tx))
+}
+
+/// Moves the FIFO's pages into `tx` in chunks until the dump has ended and
+/// the FIFO is empty; without a receiver, drops them.
+async fn pump(mut fifo: tokio::net::unix::pipe::Receiver, tx: mpsc::Sender<Bytes>, mut dumped: Dumped) {
+    let mut buf = BytesMut::with_capacity(IMAGE_CHUNK);
+    let mut over = false;
+    loop {
+        if !over {
+            tokio::select! {
+                biased;
+                read = fifo.read_buf(&mut buf) => {
+                    if read.is_err() {
+                        return;
+                    }
+                }
+                _ = dumped.wait_for(Option::is_some) => over = true,
+            }
+        } else {
+            // The dump has ended: what is left in the FIFO is all there is.
+            match fifo.try_read_buf(&mut buf) {
+                Ok(n) if n > 0 => {}
+                _ => {
+                    if !buf.is_empty() && !tx.is_closed() {
+                        let _ = tx.send(buf.freeze()).await;
+                    }
+                    return;
+                }
+            }
+        }
+        if buf.len() >= IMAGE_CHUNK {
+            let chunk = buf.split().freeze();
+            buf.reserve(IMAGE_CHUNK);
+            // No receiver (no fetch, or it failed): drop, keep CRIU going.
+            if !tx.is_closed() {
+                let _ = tx.send(chunk).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("bproc-live-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    }
+
+    #[tokio::test]
+    async fn pages_written_to_the_fifo_arrive_in_order_and_the_end_follows_the_dump() {
+        let d = dir("order");
+        let (mut live, done) = prepare(&d).expect("prepare");
+        let path = d.join(PAGES);
+        let writer = std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path).expect("open the fifo");
+            for i in 0..3000u32 {
+                f.write_all(&[(i % 251) as u8; 1000]).expect("write");
+            }
+        });
+        let mut got = Vec::new();
+        let collect = async {
+            while let Some(chunk) = live.chunks.recv().await {
+                assert!(chunk.len() <= IMAGE_CHUNK);
+                got.extend_from_slice(&chunk);
+            }
+        };
+        let finish = async {
+            tokio::task::spawn_blocking(move || writer.join()).await.expect("join").expect("writer");
+            done.send(Some(Ok(()))).expect("send");
+        };
+        tokio::join!(collect, finish);
+        assert_eq!(got.len(), 3_000_000);
+        assert!(got.chunks(1000).enumerate().all(|(i, c)| c.iter().all(|b| *b == (i % 251) as u8)));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test]
+    async fn without_a_fetcher_the_writer_never_blocks() {
+        let d = dir("nobody");
+        let (live, done) = prepare(&d).expect("prepare");
+        drop(live.chunks);
+        let path = d.join(PAGES);
+        let wrote = tokio::task::spawn_blocking(move || {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path).expect("open the fifo");
+            f.write_all(&vec![7u8; 8 << 20]).is_ok()
+        });
+        assert!(tokio::time::timeout(std::time::Duration::from_secs(20), wrote)
+            .await
+            .expect("not blocked")
+            .expect("join"));
+        done.send(Some(Ok(()))).expect("send");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
