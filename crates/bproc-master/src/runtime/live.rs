@@ -21,6 +21,8 @@ pub const PAGES: &str = "pages-1.img";
 
 /// How a dump ended: `None` while it runs.
 pub type Dumped = watch::Receiver<Option<Result<(), String>>>;
+/// Where the dump's end is told.
+pub type DumpEnd = watch::Sender<Option<Result<(), String>>>;
 
 /// An image that slaves may fetch.
 pub struct Image {
@@ -37,7 +39,7 @@ pub struct LivePages {
 
 /// Makes `dir`'s pages file a FIFO and starts the pump that reads it; the
 /// dump's end is to be sent on the returned sender.
-pub fn prepare(dir: &Path) -> std::io::Result<(LivePages, watch::Sender<Option<Result<(), String>>>)> {
+pub fn prepare(dir: &Path) -> std::io::Result<(LivePages, DumpEnd)> {
     let fifo = dir.join(PAGES);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)?;
     // Read and write: opening never waits for CRIU, and reads never see an
