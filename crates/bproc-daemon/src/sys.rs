@@ -20,3 +20,8 @@ pub fn raise_nofile_limit() {
         }
     }
 }
+
+/// This kernel's boot id: two processes with the same one share a host.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}

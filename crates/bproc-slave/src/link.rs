@@ -79,6 +79,9 @@ pub async fn run_link(
     procs.set_window(welcome.stdio_window as usize);
     procs.set_fork_base(welcome.fork_id_base);
     procs.set_link_client(client.clone());
+    // On the master's own host, images come over its Unix socket.
+    let local = !welcome.image_socket.is_empty() && welcome.boot_id == bproc_daemon::sys::boot_id();
+    procs.set_image_socket(local.then(|| welcome.image_socket.clone().into()));
     if welcome.pid_base > 0 && std::process::id() == 1 {
         if let Err(e) = crate::sys::number_pids_from(welcome.pid_base) {
             tracing::warn!(base = welcome.pid_base, error = %e, "cannot move this node's PID numbering");

@@ -92,6 +92,8 @@ pub struct Procs {
     window: Arc<AtomicUsize>,
     /// Images this node passes on to other nodes.
     pub shelf: crate::image_peer::Shelf,
+    /// The master's image socket, when it runs on this host.
+    image_socket: Arc<Mutex<Option<std::path::PathBuf>>>,
 }
 
 fn send(out: &Outbox, msg: slave_msg::Msg) {
@@ -150,7 +152,14 @@ impl Procs {
             fork_lock: Arc::default(),
             window: Arc::new(AtomicUsize::new(window)),
             shelf: Default::default(),
+            image_socket: Arc::default(),
         }
+    }
+
+    /// Where images from the master come from: its Unix socket on this host,
+    /// or (`None`) the link.
+    pub fn set_image_socket(&self, path: Option<std::path::PathBuf>) {
+        *self.image_socket.lock().unwrap_or_else(|p| p.into_inner()) = path;
     }
 
     /// Sets the output credit of processes started from now on.
@@ -430,10 +439,15 @@ impl Procs {
     ) -> Result<(), String> {
         let (id, pid) = (req.id, req.pid);
         let dir = Arc::new(restore::ImageDir::new()?);
-        let bytes = restore::fetch(client, &req.source, &req.image, dir.path()).await?;
+        let local = self.image_socket.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let bytes = restore::fetch(client, local.as_deref(), &req.source, &req.image, dir.path()).await?;
         // A vrfork sends one child's image for all: this copy's PID is its own.
         let was = bproc_daemon::image::retarget(dir.path(), pid as u32)?;
-        let from = if req.source.is_empty() { "master" } else { req.source.as_str() };
+        let from = match (req.source.as_str(), &local) {
+            ("", Some(_)) => "master (unix socket)",
+            ("", None) => "master",
+            (peer, _) => peer,
+        };
         tracing::info!(id, pid, was, bytes, from = %from, "image fetched");
         let (exit_tx, exit_rx) = oneshot::channel();
         let window = self.window();

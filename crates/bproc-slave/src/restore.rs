@@ -36,11 +36,24 @@ impl Drop for ImageDir {
 }
 
 /// Fetches image `name` into `dir` from `source` (a peer slave's ImagePeer
-/// service, HOST:PORT), or from the master when it is empty; returns its
-/// size.
-pub async fn fetch(mut master: SlaveLinkClient<Channel>, source: &str, name: &str, dir: &Path) -> Result<u64, String> {
+/// service, HOST:PORT), or from the master when it is empty: over its Unix
+/// socket `local` when it shares this host, else over the link; returns
+/// the image's size.
+pub async fn fetch(
+    mut master: SlaveLinkClient<Channel>,
+    local: Option<&Path>,
+    source: &str,
+    name: &str,
+    dir: &Path,
+) -> Result<u64, String> {
     let req = v1::FetchImageRequest { image: name.to_string() };
-    let answer = if source.is_empty() {
+    let answer = if let (true, Some(path)) = (source.is_empty(), local) {
+        let channel = libbproc::client::uds_channel(path).await.map_err(|e| e.to_string())?;
+        v1::image_peer_client::ImagePeerClient::new(channel)
+            .max_decoding_message_size(proto::MAX_MESSAGE_SIZE)
+            .fetch_image(req)
+            .await
+    } else if source.is_empty() {
         master.fetch_image(req).await
     } else {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{source}"))

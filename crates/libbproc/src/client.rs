@@ -192,7 +192,7 @@ pub fn current_umask() -> u32 {
 
 /// An HTTP/2 channel over the Unix socket at `path` (failing fast and clearly
 /// when nobody listens there).
-async fn uds_channel(path: &Path) -> Result<Channel, BprocError> {
+pub async fn uds_channel(path: &Path) -> Result<Channel, BprocError> {
     let unreachable = |source| BprocError::Unreachable { path: path.to_path_buf(), source };
     // Fail fast and clearly when nobody listens there.
     let stream = tokio::net::UnixStream::connect(path).await.map_err(unreachable)?;

@@ -109,6 +109,12 @@ fn rforks_itself_onto_a_node_with_its_memory_files_and_pid(api: Api) {
     wait_for("the node's copy to be gone", Duration::from_secs(10), || proc_state(remote).is_none().then_some(()));
     assert!(proc_state(child).is_none(), "no ghost or zombie left");
     assert!(remote_processes(&c).is_empty(), "the master forgot it");
+    // The node shares the master's host: the image came over a Unix socket.
+    let log = std::fs::read_to_string(c.slave_log(1)).unwrap_or_default();
+    assert!(
+        log.lines().any(|l| l.contains("image fetched") && l.contains("from=master (unix socket)")),
+        "node 1's slave log:\n{log}"
+    );
 }
 
 #[test]

@@ -158,6 +158,8 @@ pub struct Shared {
     /// The ghosts whose signals the eBPF probe watches (set once the probes
     /// are loaded).
     ghosts: std::sync::OnceLock<ebpf_probes::Tracker>,
+    /// Where slaves on this host fetch images (set once it is served).
+    image_socket: std::sync::OnceLock<String>,
 }
 
 impl Shared {
@@ -174,6 +176,7 @@ impl Shared {
             }),
             cfg,
             ghosts: std::sync::OnceLock::new(),
+            image_socket: std::sync::OnceLock::new(),
         })
     }
 

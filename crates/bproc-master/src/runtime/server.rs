@@ -1,4 +1,5 @@
-//! Binds the two listeners (clients on a Unix socket, slaves on TCP) and
+//! Binds the listeners (clients on a Unix socket, slaves on TCP, images for
+//! the slaves on this host on a second Unix socket) and
 //! runs the heartbeat clock until asked to stop.
 
 use std::net::SocketAddr;
@@ -7,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::v1::{master_server::MasterServer, slave_link_server::SlaveLinkServer};
+use proto::v1::{image_peer_server::ImagePeerServer, master_server::MasterServer, slave_link_server::SlaveLinkServer};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
 
 use super::client_api::{check_client_version, MasterService};
-use super::slave_link::SlaveLinkService;
+use super::slave_link::{LocalImages, SlaveLinkService};
 use super::Shared;
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +91,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let unix = bind_unix(socket)?;
+    // Images for the slaves on this host, beside the clients' socket.
+    let image_socket = socket.with_file_name("images.sock");
+    let images_unix = bind_unix(&image_socket)?;
+    std::fs::set_permissions(&image_socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|source| ServeError::Socket { what: "chmod", path: image_socket.clone(), source })?;
+    let _ = shared.image_socket.set(image_socket.display().to_string());
     let tcp = TcpListener::bind(listen).await.map_err(|source| ServeError::Listen { addr: listen, source })?;
     tracing::info!(socket = %socket.display(), slaves = %listen, "master serving");
 
@@ -112,16 +119,24 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .add_service(slaves)
         .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(tcp)), stopped(stop_rx.clone()));
+    let local_images = server()
+        .add_service(
+            ImagePeerServer::new(LocalImages { shared: shared.clone() })
+                .max_encoding_message_size(proto::MAX_MESSAGE_SIZE),
+        )
+        .serve_with_incoming_shutdown(UnixListenerStream::new(images_unix), stopped(stop_rx.clone()));
     super::ghost_signals::start(shared.clone());
     let ticker = tick(shared.clone(), stop_rx);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let (a, b, ()) = tokio::join!(clients, slave_srv, ticker);
+    let (a, b, c, ()) = tokio::join!(clients, slave_srv, local_images, ticker);
     let _ = std::fs::remove_file(socket);
+    let _ = std::fs::remove_file(&image_socket);
     a?;
     b?;
+    c?;
     Ok(())
 }
 

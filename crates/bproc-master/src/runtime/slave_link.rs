@@ -68,50 +68,7 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
         &self,
         req: Request<v1::FetchImageRequest>,
     ) -> Result<Response<Self::FetchImageStream>, Status> {
-        let name = req.into_inner().image;
-        let (dir, live) = {
-            let mut st = self.shared.lock();
-            let image = st.images.get_mut(&name).ok_or_else(|| Status::not_found("no such image"))?;
-            (image.dir.clone(), image.live.take())
-        };
-        let (tx, out) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            if let Some(mut live) = live {
-                // The pages first, as CRIU writes them (one chunk at least:
-                // the file exists even when empty).
-                let mut sent = false;
-                while let Some(data) = live.chunks.recv().await {
-                    sent = true;
-                    let chunk = v1::ImageChunk { file: super::live::PAGES.into(), data };
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        return;
-                    }
-                }
-                if !sent {
-                    let chunk = v1::ImageChunk { file: super::live::PAGES.into(), data: Default::default() };
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        return;
-                    }
-                }
-                let ended = live.dumped.wait_for(Option::is_some).await.map(|r| r.clone());
-                match ended {
-                    Ok(Some(Ok(()))) => {}
-                    Ok(Some(Err(why))) => {
-                        let _ = tx.send(Err(Status::aborted(format!("the checkpoint failed: {why}")))).await;
-                        return;
-                    }
-                    Ok(None) | Err(_) => {
-                        let _ = tx.send(Err(Status::aborted("the checkpoint was abandoned"))).await;
-                        return;
-                    }
-                }
-            }
-            // The rest (a live image's FIFO is no regular file: skipped).
-            if let Err(e) = bproc_daemon::checkpoint::stream_image(&dir, &tx, Ok).await {
-                let _ = tx.send(Err(Status::internal(format!("reading the image: {e}")))).await;
-            }
-        });
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(out)))
+        serve_image(&self.shared, req.into_inner().image).map(Response::new)
     }
 
     #[tracing::instrument(skip_all, fields(peer = ?req.remote_addr()))]
@@ -140,6 +97,8 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
                 stdio_window: self.shared.cfg.stdio_window,
                 fork_id_base: fork_id_base(conn),
                 pid_base: node_pid_base(reg.node, st.engine.config().nodes, self.shared.cfg.pid_max),
+                image_socket: self.shared.image_socket.get().cloned().unwrap_or_default(),
+                boot_id: bproc_daemon::sys::boot_id(),
             };
             let _ = tx.send(Ok(convert::master_msg(master_msg::Msg::Welcome(welcome))));
             let effects = st
@@ -266,4 +225,77 @@ async fn receive_image(inbound: &mut Streaming<v1::MoveOutChunk>, dir: &std::pat
         writer.write(chunk).await?;
     }
     writer.finish().await.map(|_| ())
+}
+
+/// Streams image `name` to a slave: a live image's pages as CRIU writes
+/// them, then the image's files.
+pub(super) fn serve_image(
+    shared: &Shared,
+    name: String,
+) -> Result<tokio_stream::wrappers::ReceiverStream<Result<v1::ImageChunk, Status>>, Status> {
+    let (dir, live) = {
+        let mut st = shared.lock();
+        let image = st.images.get_mut(&name).ok_or_else(|| Status::not_found("no such image"))?;
+        (image.dir.clone(), image.live.take())
+    };
+    let (tx, out) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        if let Some(mut live) = live {
+            // The pages first, as CRIU writes them (one chunk at least:
+            // the file exists even when empty).
+            let mut sent = false;
+            while let Some(data) = live.chunks.recv().await {
+                sent = true;
+                let chunk = v1::ImageChunk { file: super::live::PAGES.into(), data };
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            if !sent {
+                let chunk = v1::ImageChunk { file: super::live::PAGES.into(), data: Default::default() };
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            let ended = live.dumped.wait_for(Option::is_some).await.map(|r| r.clone());
+            match ended {
+                Ok(Some(Ok(()))) => {}
+                Ok(Some(Err(why))) => {
+                    let _ = tx.send(Err(Status::aborted(format!("the checkpoint failed: {why}")))).await;
+                    return;
+                }
+                Ok(None) | Err(_) => {
+                    let _ = tx.send(Err(Status::aborted("the checkpoint was abandoned"))).await;
+                    return;
+                }
+            }
+        }
+        // The rest (a live image's FIFO is no regular file: skipped).
+        if let Err(e) = bproc_daemon::checkpoint::stream_image(&dir, &tx, Ok).await {
+            let _ = tx.send(Err(Status::internal(format!("reading the image: {e}")))).await;
+        }
+    });
+    Ok(tokio_stream::wrappers::ReceiverStream::new(out))
+}
+
+/// The master's images for slaves on its own host, on a Unix socket (root
+/// only: the kernel's word, SO_PEERCRED).
+pub struct LocalImages {
+    pub shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl v1::image_peer_server::ImagePeer for LocalImages {
+    type FetchImageStream = tokio_stream::wrappers::ReceiverStream<Result<v1::ImageChunk, Status>>;
+
+    async fn fetch_image(
+        &self,
+        req: Request<v1::FetchImageRequest>,
+    ) -> Result<Response<Self::FetchImageStream>, Status> {
+        let cred = super::peer::peer_cred(&req)?;
+        if cred.uid != 0 {
+            return Err(Status::permission_denied("images are for slaves (root) only"));
+        }
+        serve_image(&self.shared, req.into_inner().image).map(Response::new)
+    }
 }
