@@ -201,17 +201,19 @@ impl Procs {
         if !keys[3].starts_with("pipe:[") {
             return Err(Status::invalid_argument(format!("fd {marker_fd} of {pid} is not a pipe")));
         }
+        // The image streams to the master while CRIU makes it.
         let dir = restore::ImageDir::new().map_err(Status::internal)?;
-        {
+        let (mut chunks, end) = bproc_daemon::live::live_image(dir.path())
+            .map_err(|e| Status::internal(format!("the pages' FIFO: {e}")))?;
+        let dump = {
             let (procs, path) = (self.clone(), dir.path().to_path_buf());
             tokio::task::spawn_blocking(move || {
                 let _forking = procs.fork_lock.lock().unwrap_or_else(|p| p.into_inner());
-                restore::dump(pid, &path)
+                let result = restore::dump(pid, &path);
+                let _ = end.send(Some(result.clone()));
+                result
             })
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(Status::internal)?;
-        }
+        };
         let header = v1::MoveOutHeader {
             id,
             node,
@@ -224,16 +226,36 @@ impl Procs {
         let (tx, rx) = mpsc::channel(4);
         let first = v1::MoveOutChunk { msg: Some(v1::move_out_chunk::Msg::Header(header)) };
         let _ = tx.send(first).await;
-        let path = dir.path().to_path_buf();
+        // A failed dump ends the call (the master's side then fails too);
+        // an image that is through ends the stream.
+        let (failed_tx, failed) = oneshot::channel::<String>();
         let sender = tokio::spawn(async move {
-            let wrap = |chunk| v1::MoveOutChunk { msg: Some(v1::move_out_chunk::Msg::Chunk(chunk)) };
-            if let Err(e) = bproc_daemon::checkpoint::stream_image(&path, &tx, wrap).await {
-                tracing::warn!(error = %e, "reading the image to move");
+            while let Some(chunk) = chunks.recv().await {
+                match chunk {
+                    Ok(chunk) => {
+                        let msg = v1::MoveOutChunk { msg: Some(v1::move_out_chunk::Msg::Chunk(chunk)) };
+                        if tx.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(why) => {
+                        let _ = failed_tx.send(why);
+                        return;
+                    }
+                }
             }
         });
-        let reply = client.clone().move_out(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+        let mut client = client;
+        let call = client.move_out(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let reply = tokio::select! {
+            reply = call => reply.map(|_| ()),
+            Ok(why) = failed => Err(Status::internal(why)),
+        };
         sender.abort();
+        // CRIU is done before the image directory goes.
+        let dumped = dump.await.map_err(|e| Status::internal(e.to_string()))?;
         drop(dir);
+        dumped.map_err(Status::internal)?;
         reply?;
         let mut t = self.lock();
         if let Some(e) = t.by_id.get_mut(&id) {

@@ -210,6 +210,13 @@ fn a_failed_move_gives_the_caller_back_the_sockets_it_could_not_carry() {
     let stdout = text(&out.stdout);
     assert_eq!(stdout, "move failed: Invalid node number\nsocket still works\n", "{}", text(&out.stderr));
     assert!(out.status.success());
+    // From a node: its slave starts the dump and the stream, the master
+    // refuses the target; the process goes on where it was.
+    let program = c.bin("bproc-rfork-rs");
+    let mut bpsh = tests::spawn_bpsh(&c, &["0", program.to_str().expect("utf-8 path"), "move-keeps-sockets", "7"]);
+    let out = collect(&mut bpsh, Duration::from_secs(60), "bpsh");
+    assert_eq!(text(&out.stdout), "move failed: Invalid node number\nsocket still works\n", "{}", text(&out.stderr));
+    assert!(out.status.success());
     assert!(remote_processes(&c).is_empty(), "nothing left");
 }
 

@@ -266,9 +266,9 @@ impl MasterService {
     async fn bring(&self, copy: &Copy) -> Result<i32, Status> {
         let dir = migrate::image_dir(copy.id).map_err(Status::internal)?;
         let result = async {
-            let (pages, dumped) =
-                super::live::prepare(&dir).map_err(|e| Status::internal(format!("the pages' FIFO: {e}")))?;
-            let image = ImageLease::with_pages(&self.shared, &dir, Some(pages));
+            let (chunks, dumped) =
+                bproc_daemon::live::live_image(&dir).map_err(|e| Status::internal(format!("the pages' FIFO: {e}")))?;
+            let image = ImageLease::live(&self.shared, chunks);
             let req = restore_request(copy, &copy.child, &image.name);
             let dump = async {
                 let result = dump_into(copy.pid, &dir).await;
@@ -487,6 +487,9 @@ fn restore_request(copy: &Copy, imaged: &migrate::Child, image: &str) -> v1::Res
     }
 }
 
+/// A live image's chunks (see [`bproc_daemon::live`]).
+pub(super) type LiveChunks = tokio::sync::mpsc::Receiver<Result<v1::ImageChunk, String>>;
+
 /// An image directory that slaves may fetch (FetchImage) under a random
 /// name while this lives.
 pub(super) struct ImageLease<'a> {
@@ -496,13 +499,17 @@ pub(super) struct ImageLease<'a> {
 
 impl<'a> ImageLease<'a> {
     pub fn new(shared: &'a Shared, dir: &std::path::Path) -> Self {
-        Self::with_pages(shared, dir, None)
+        Self::of(shared, super::Image::Files(dir.to_path_buf()))
     }
 
-    /// An image whose pages stream while the dump runs (see [`super::live`]).
-    fn with_pages(shared: &'a Shared, dir: &std::path::Path, live: Option<super::live::LivePages>) -> Self {
+    /// An image whose chunks come as they are made, for one fetch.
+    pub fn live(shared: &'a Shared, chunks: LiveChunks) -> Self {
+        Self::of(shared, super::Image::Live(Some(chunks)))
+    }
+
+    fn of(shared: &'a Shared, image: super::Image) -> Self {
         let name = migrate::random_name();
-        shared.lock().images.insert(name.clone(), super::live::Image { dir: dir.to_path_buf(), live });
+        shared.lock().images.insert(name.clone(), image);
         ImageLease { shared, name }
     }
 }

@@ -8,7 +8,6 @@
 mod client_api;
 mod convert;
 mod ghost_signals;
-mod live;
 pub mod migrate;
 mod peer;
 mod ratelimit;
@@ -134,12 +133,19 @@ pub struct State {
     /// rforks waiting for their node to restore the process.
     restores: HashMap<ProcId, tokio::sync::oneshot::Sender<RestoreResult>>,
     /// Checkpoint images a slave may fetch, by their (random) names.
-    images: HashMap<String, live::Image>,
+    images: HashMap<String, Image>,
     slaves: HashMap<ConnId, SlaveHandle>,
     clients: HashMap<ProcId, ClientHandle>,
     next_conn: ConnId,
     /// Clients came since the heap was last trimmed.
     busy: bool,
+}
+
+/// An image that slaves may fetch: files in a directory, or a live one
+/// (see [`bproc_daemon::live`]) whose chunks go to its one fetch.
+pub enum Image {
+    Files(std::path::PathBuf),
+    Live(Option<tokio::sync::mpsc::Receiver<Result<v1::ImageChunk, String>>>),
 }
 
 /// Settings the runtime needs besides the engine's.

@@ -8,7 +8,6 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
-use super::migrate;
 use super::ratelimit::RateLimit;
 use super::{ClientHandle, Shared, SlaveHandle};
 use crate::engine::{fork_id_base, node_pid_base, ConnId, MoveError, ProcEventKind};
@@ -38,12 +37,12 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
             MoveError::Spawn(s) => convert::spawn_status(s),
             other => Status::permission_denied(other.to_string()),
         })?;
-        let dir = migrate::image_dir(id).map_err(Status::internal)?;
+        // The image goes from the moving process's node to the target node
+        // as it comes, with no copy here.
+        let (tx, chunks) = tokio::sync::mpsc::channel(4);
+        let relay = tokio::spawn(relay_image(inbound, tx));
         let result = async {
-            receive_image(&mut inbound, &dir)
-                .await
-                .map_err(|e| Status::aborted(format!("receiving the image: {e}")))?;
-            let image = super::client_api::ImageLease::new(&self.shared, &dir);
+            let image = super::client_api::ImageLease::live(&self.shared, chunks);
             let req = v1::RestoreRequest {
                 id,
                 image: image.name.clone(),
@@ -57,8 +56,9 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
             super::client_api::restore_on(&self.shared, conn, req).await
         }
         .await;
+        // The relay ends once the image is through, or its fetch has gone.
+        relay.abort();
         self.shared.lock().engine.end_move(id);
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
         let node_pid = result?;
         tracing::debug!(id, node = h.node, node_pid, "moved");
         Ok(Response::new(v1::MoveOutReply { node_pid }))
@@ -215,16 +215,24 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
     Ok(())
 }
 
-/// Writes the image chunks of a move into `dir`.
-async fn receive_image(inbound: &mut Streaming<v1::MoveOutChunk>, dir: &std::path::Path) -> Result<(), String> {
-    let mut writer = bproc_daemon::checkpoint::ImageWriter::new(dir);
-    while let Some(msg) = inbound.message().await.map_err(|s| s.message().to_string())? {
-        let Some(v1::move_out_chunk::Msg::Chunk(chunk)) = msg.msg else {
-            return Err("a second header".into());
+/// Passes a moving process's image from the MoveOut stream to its fetch: a
+/// bad or broken stream reaches the fetch as an error.
+async fn relay_image(
+    mut inbound: Streaming<v1::MoveOutChunk>,
+    tx: tokio::sync::mpsc::Sender<Result<v1::ImageChunk, String>>,
+) {
+    loop {
+        let next = match inbound.message().await {
+            Ok(Some(v1::MoveOutChunk { msg: Some(v1::move_out_chunk::Msg::Chunk(chunk)) })) => Ok(chunk),
+            Ok(Some(_)) => Err("a second header in the image".to_string()),
+            Ok(None) => return,
+            Err(s) => Err(format!("receiving the image: {}", s.message())),
         };
-        writer.write(chunk).await?;
+        let failed = next.is_err();
+        if tx.send(next).await.is_err() || failed {
+            return;
+        }
     }
-    writer.finish().await.map(|_| ())
 }
 
 /// Streams image `name` to a slave: a live image's pages as CRIU writes
@@ -233,48 +241,39 @@ pub(super) fn serve_image(
     shared: &Shared,
     name: String,
 ) -> Result<tokio_stream::wrappers::ReceiverStream<Result<v1::ImageChunk, Status>>, Status> {
-    let (dir, live) = {
-        let mut st = shared.lock();
-        let image = st.images.get_mut(&name).ok_or_else(|| Status::not_found("no such image"))?;
-        (image.dir.clone(), image.live.take())
-    };
+    enum Source {
+        Dir(std::path::PathBuf),
+        Live(super::client_api::LiveChunks),
+    }
     let (tx, out) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(async move {
-        if let Some(mut live) = live {
-            // The pages first, as CRIU writes them (one chunk at least:
-            // the file exists even when empty).
-            let mut sent = false;
-            while let Some(data) = live.chunks.recv().await {
-                sent = true;
-                let chunk = v1::ImageChunk { file: super::live::PAGES.into(), data };
-                if tx.send(Ok(chunk)).await.is_err() {
-                    return;
-                }
-            }
-            if !sent {
-                let chunk = v1::ImageChunk { file: super::live::PAGES.into(), data: Default::default() };
-                if tx.send(Ok(chunk)).await.is_err() {
-                    return;
-                }
-            }
-            let ended = live.dumped.wait_for(Option::is_some).await.map(|r| r.clone());
-            match ended {
-                Ok(Some(Ok(()))) => {}
-                Ok(Some(Err(why))) => {
-                    let _ = tx.send(Err(Status::aborted(format!("the checkpoint failed: {why}")))).await;
-                    return;
-                }
-                Ok(None) | Err(_) => {
-                    let _ = tx.send(Err(Status::aborted("the checkpoint was abandoned"))).await;
-                    return;
-                }
-            }
+    let source = {
+        let mut st = shared.lock();
+        match st.images.get_mut(&name).ok_or_else(|| Status::not_found("no such image"))? {
+            super::Image::Files(dir) => Source::Dir(dir.clone()),
+            super::Image::Live(chunks) => Source::Live(
+                chunks.take().ok_or_else(|| Status::failed_precondition("the image is being fetched already"))?,
+            ),
         }
-        // The rest (a live image's FIFO is no regular file: skipped).
-        if let Err(e) = bproc_daemon::checkpoint::stream_image(&dir, &tx, Ok).await {
-            let _ = tx.send(Err(Status::internal(format!("reading the image: {e}")))).await;
+    };
+    match source {
+        Source::Dir(dir) => {
+            tokio::spawn(async move {
+                if let Err(e) = bproc_daemon::checkpoint::stream_image(&dir, &tx, Ok).await {
+                    let _ = tx.send(Err(Status::internal(format!("reading the image: {e}")))).await;
+                }
+            });
         }
-    });
+        Source::Live(mut chunks) => {
+            tokio::spawn(async move {
+                while let Some(chunk) = chunks.recv().await {
+                    let failed = chunk.is_err();
+                    if tx.send(chunk.map_err(Status::aborted)).await.is_err() || failed {
+                        return;
+                    }
+                }
+            });
+        }
+    }
     Ok(tokio_stream::wrappers::ReceiverStream::new(out))
 }
 

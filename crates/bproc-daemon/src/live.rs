@@ -1,18 +1,20 @@
-//! Images that slaves fetch: whole ones in a directory, or *live* ones whose
-//! pages stream to the fetching slave while CRIU dumps them (rfork), so the
-//! master keeps no copy of the process's memory.
+//! *Live* images: a checkpoint that streams to its receiver while CRIU makes
+//! it, so the dumping side keeps no copy of the process's memory (an rfork
+//! on the master, a move out of a node).
 //!
-//! A live image's `pages-1.img` (where CRIU puts a single process's memory)
-//! is a FIFO: CRIU writes the pages into it, a pump reads them into a small
-//! bounded channel, and the one FetchImage of the image passes them on as
-//! chunks of that file; then, once the dump is done, the other (small)
-//! files follow from the directory. With no fetcher (or one that went), the
-//! pump reads and drops the rest, so CRIU never blocks for good.
+//! The image's `pages-1.img` (where CRIU puts a single process's memory) is
+//! a FIFO: CRIU writes the pages into it, a pump reads them into a small
+//! bounded channel, and they go out as chunks of that file; once the dump
+//! is done, the other (small) files follow from the directory. With no
+//! receiver (or one that went), the pump reads and drops the rest, so CRIU
+//! never blocks for good.
 
 use std::path::{Path, PathBuf};
 
-use bproc_daemon::checkpoint::IMAGE_CHUNK;
 use bytes::{Bytes, BytesMut};
+use proto::v1;
+
+use crate::checkpoint::IMAGE_CHUNK;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
@@ -24,22 +26,56 @@ pub type Dumped = watch::Receiver<Option<Result<(), String>>>;
 /// Where the dump's end is told.
 pub type DumpEnd = watch::Sender<Option<Result<(), String>>>;
 
-/// An image that slaves may fetch.
-pub struct Image {
-    pub dir: PathBuf,
-    /// The pages of a dump still running, for the first fetch only.
-    pub live: Option<LivePages>,
+/// Pages as CRIU writes them, and the end of the dump.
+struct LivePages {
+    chunks: mpsc::Receiver<Bytes>,
+    dumped: Dumped,
 }
 
-/// Pages as CRIU writes them, and the end of the dump.
-pub struct LivePages {
-    pub chunks: mpsc::Receiver<Bytes>,
-    pub dumped: Dumped,
+/// A live image of a dump into `dir` that is about to start: its chunks, in
+/// the order a receiver writes them (`Err` when the dump failed), and where
+/// the dump's end is to be told.
+pub fn live_image(dir: &Path) -> std::io::Result<(mpsc::Receiver<Result<v1::ImageChunk, String>>, DumpEnd)> {
+    let (pages, end) = prepare(dir)?;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(produce(dir.to_path_buf(), pages, tx));
+    Ok((rx, end))
+}
+
+/// The pages first, as CRIU writes them (one chunk at least: the file
+/// exists even when empty); then, the dump done, the other files.
+async fn produce(dir: PathBuf, mut live: LivePages, tx: mpsc::Sender<Result<v1::ImageChunk, String>>) {
+    let mut sent = false;
+    while let Some(data) = live.chunks.recv().await {
+        sent = true;
+        if tx.send(Ok(v1::ImageChunk { file: PAGES.into(), data })).await.is_err() {
+            return;
+        }
+    }
+    if !sent && tx.send(Ok(v1::ImageChunk { file: PAGES.into(), data: Bytes::new() })).await.is_err() {
+        return;
+    }
+    let ended = live.dumped.wait_for(Option::is_some).await.map(|r| r.clone());
+    match ended {
+        Ok(Some(Ok(()))) => {}
+        Ok(Some(Err(why))) => {
+            let _ = tx.send(Err(format!("the checkpoint failed: {why}"))).await;
+            return;
+        }
+        Ok(None) | Err(_) => {
+            let _ = tx.send(Err("the checkpoint was abandoned".into())).await;
+            return;
+        }
+    }
+    // The rest (the FIFO is no regular file: skipped).
+    if let Err(e) = crate::checkpoint::stream_image(&dir, &tx, Ok).await {
+        let _ = tx.send(Err(format!("reading the image: {e}"))).await;
+    }
 }
 
 /// Makes `dir`'s pages file a FIFO and starts the pump that reads it; the
 /// dump's end is to be sent on the returned sender.
-pub fn prepare(dir: &Path) -> std::io::Result<(LivePages, DumpEnd)> {
+fn prepare(dir: &Path) -> std::io::Result<(LivePages, DumpEnd)> {
     let fifo = dir.join(PAGES);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)?;
     // Read and write: opening never waits for CRIU, and reads never see an
