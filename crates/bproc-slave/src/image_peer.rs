@@ -111,6 +111,32 @@ impl v1::image_peer_server::ImagePeer for ImagePeerService {
     }
 }
 
+/// Serves peers of the same host on the Unix socket `path` (root only: the
+/// kernel's word).
+pub fn serve_unix(shelf: Shelf, path: &std::path::Path) -> std::io::Result<()> {
+    if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
+        std::fs::remove_file(path)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(
+                v1::image_peer_server::ImagePeerServer::new(ImagePeerService { shelf })
+                    .max_encoding_message_size(proto::MAX_MESSAGE_SIZE),
+            )
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "the image peer service (Unix socket) stopped");
+        }
+    });
+    Ok(())
+}
+
 /// Listens for peers on every address of this node; returns the port.
 pub async fn serve(shelf: Shelf) -> std::io::Result<u16> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await?;

@@ -59,6 +59,7 @@ pub async fn run_link(
         hostname: id.hostname.clone(),
         software: format!("bpslave {}", env!("CARGO_PKG_VERSION")),
         image_port: id.image_port.into(),
+        boot_id: bproc_daemon::sys::boot_id(),
     };
     let _ = out.send(v1::SlaveMsg { msg: Some(slave_msg::Msg::Register(register)) });
     let mut inbound = match client.attach(UnboundedReceiverStream::new(out_rx)).await {
@@ -82,6 +83,9 @@ pub async fn run_link(
     // On the master's own host, images come over its Unix socket.
     let local = !welcome.image_socket.is_empty() && welcome.boot_id == bproc_daemon::sys::boot_id();
     procs.set_image_socket(local.then(|| welcome.image_socket.clone().into()));
+    if !welcome.peer_socket.is_empty() {
+        procs.serve_peers_on(std::path::Path::new(&welcome.peer_socket));
+    }
     if welcome.pid_base > 0 && std::process::id() == 1 {
         if let Err(e) = crate::sys::number_pids_from(welcome.pid_base) {
             tracing::warn!(base = welcome.pid_base, error = %e, "cannot move this node's PID numbering");

@@ -137,10 +137,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let result = run_link(&id, &procs, &mut stop).await;
         procs.kill_all();
         match result {
-            Ok(()) => {
-                tracing::info!("stopping");
-                return Ok(());
-            }
+            Ok(()) => break,
             Err(LinkError::Refused(why)) => anyhow::bail!("the master refused this slave: {why}"),
             Err(e) => tracing::warn!(error = %e, "link down; reconnecting"),
         }
@@ -150,8 +147,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+            _ = stop.wait_for(|s| *s) => break,
         }
         backoff = (backoff * 2).min(max);
     }
+    tracing::info!("stopping");
+    if let Some(path) = procs.peer_socket() {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }

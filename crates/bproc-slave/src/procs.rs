@@ -94,6 +94,8 @@ pub struct Procs {
     pub shelf: crate::image_peer::Shelf,
     /// The master's image socket, when it runs on this host.
     image_socket: Arc<Mutex<Option<std::path::PathBuf>>>,
+    /// Where this node serves its images to peers on the same host.
+    peer_socket: Arc<Mutex<Option<std::path::PathBuf>>>,
 }
 
 fn send(out: &Outbox, msg: slave_msg::Msg) {
@@ -153,6 +155,7 @@ impl Procs {
             window: Arc::new(AtomicUsize::new(window)),
             shelf: Default::default(),
             image_socket: Arc::default(),
+            peer_socket: Arc::default(),
         }
     }
 
@@ -160,6 +163,24 @@ impl Procs {
     /// or (`None`) the link.
     pub fn set_image_socket(&self, path: Option<std::path::PathBuf>) {
         *self.image_socket.lock().unwrap_or_else(|p| p.into_inner()) = path;
+    }
+
+    /// Serves this node's images to peers on the same host on the Unix
+    /// socket `path` (once: a later link names the same path).
+    pub fn serve_peers_on(&self, path: &std::path::Path) {
+        let mut serving = self.peer_socket.lock().unwrap_or_else(|p| p.into_inner());
+        if serving.as_deref() == Some(path) {
+            return;
+        }
+        match crate::image_peer::serve_unix(self.shelf.clone(), path) {
+            Ok(()) => *serving = Some(path.to_path_buf()),
+            Err(e) => tracing::warn!(error = %e, path = %path.display(), "cannot serve images on a Unix socket"),
+        }
+    }
+
+    /// The Unix socket this node serves its images on, if any.
+    pub fn peer_socket(&self) -> Option<std::path::PathBuf> {
+        self.peer_socket.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Sets the output credit of processes started from now on.
@@ -462,13 +483,20 @@ impl Procs {
         let (id, pid) = (req.id, req.pid);
         let dir = Arc::new(restore::ImageDir::new()?);
         let local = self.image_socket.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let bytes = restore::fetch(client, local.as_deref(), &req.source, &req.image, dir.path()).await?;
+        let source = restore::Source {
+            master: client,
+            local: local.as_deref(),
+            peer: &req.source,
+            peer_socket: &req.source_socket,
+        };
+        let bytes = restore::fetch(source, &req.image, dir.path()).await?;
         // A vrfork sends one child's image for all: this copy's PID is its own.
         let was = bproc_daemon::image::retarget(dir.path(), pid as u32)?;
-        let from = match (req.source.as_str(), &local) {
-            ("", Some(_)) => "master (unix socket)",
-            ("", None) => "master",
-            (peer, _) => peer,
+        let from = match (req.source.as_str(), &local, req.source_socket.as_str()) {
+            ("", Some(_), _) => "master (unix socket)".to_string(),
+            ("", None, _) => "master".to_string(),
+            (peer, _, "") => peer.to_string(),
+            (peer, _, socket) => format!("{peer} ({socket})"),
         };
         tracing::info!(id, pid, was, bytes, from = %from, "image fetched");
         let (exit_tx, exit_rx) = oneshot::channel();

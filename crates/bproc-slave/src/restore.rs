@@ -35,39 +35,62 @@ impl Drop for ImageDir {
     }
 }
 
-/// Fetches image `name` into `dir` from `source` (a peer slave's ImagePeer
-/// service, HOST:PORT), or from the master when it is empty: over its Unix
-/// socket `local` when it shares this host, else over the link; returns
-/// the image's size.
-pub async fn fetch(
-    mut master: SlaveLinkClient<Channel>,
-    local: Option<&Path>,
-    source: &str,
-    name: &str,
-    dir: &Path,
-) -> Result<u64, String> {
+/// Where an image comes from.
+pub struct Source<'a> {
+    /// The master, over the link.
+    pub master: SlaveLinkClient<Channel>,
+    /// The master's Unix socket, when it shares this host.
+    pub local: Option<&'a Path>,
+    /// A peer slave's ImagePeer service (HOST:PORT); empty: the master.
+    pub peer: &'a str,
+    /// The same peer's Unix socket, when it shares this host (tried first).
+    pub peer_socket: &'a str,
+}
+
+/// The ImagePeer service on the Unix socket at `path`.
+async fn peer_over_unix(path: &Path) -> Result<v1::image_peer_client::ImagePeerClient<Channel>, String> {
+    let channel = libbproc::client::uds_channel(path).await.map_err(|e| e.to_string())?;
+    Ok(v1::image_peer_client::ImagePeerClient::new(channel).max_decoding_message_size(proto::MAX_MESSAGE_SIZE))
+}
+
+/// Fetches image `name` into `dir` from `source`: a peer (over its Unix
+/// socket if it has one here, else over TCP), or the master (over its Unix
+/// socket when it shares this host, else over the link); returns the
+/// image's size.
+pub async fn fetch(source: Source<'_>, name: &str, dir: &Path) -> Result<u64, String> {
+    let Source { mut master, local, peer, peer_socket } = source;
     let req = v1::FetchImageRequest { image: name.to_string() };
-    let answer = if let (true, Some(path)) = (source.is_empty(), local) {
-        let channel = libbproc::client::uds_channel(path).await.map_err(|e| e.to_string())?;
-        v1::image_peer_client::ImagePeerClient::new(channel)
-            .max_decoding_message_size(proto::MAX_MESSAGE_SIZE)
-            .fetch_image(req)
-            .await
-    } else if source.is_empty() {
-        master.fetch_image(req).await
-    } else {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{source}"))
-            .map_err(|e| format!("bad peer address {source}: {e}"))?
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .initial_stream_window_size(8 << 20)
-            .initial_connection_window_size(32 << 20)
-            .connect()
-            .await
-            .map_err(|e| format!("cannot reach the peer {source}: {e}"))?;
-        v1::image_peer_client::ImagePeerClient::new(channel)
-            .max_decoding_message_size(proto::MAX_MESSAGE_SIZE)
-            .fetch_image(req)
-            .await
+    let near = match (peer, local) {
+        ("", Some(path)) => Some(path),
+        ("", None) => None,
+        _ => Some(Path::new(peer_socket)).filter(|_| !peer_socket.is_empty()),
+    };
+    let mut answer = None;
+    if let Some(path) = near {
+        match peer_over_unix(path).await {
+            Ok(mut client) => answer = Some(client.fetch_image(req.clone()).await),
+            // The master's socket must work; a peer's may be gone (TCP next).
+            Err(e) if peer.is_empty() => return Err(e),
+            Err(e) => tracing::debug!(error = %e, "a peer's Unix socket failed; TCP then"),
+        }
+    }
+    let answer = match answer {
+        Some(a) => a,
+        None if peer.is_empty() => master.fetch_image(req).await,
+        None => {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{peer}"))
+                .map_err(|e| format!("bad peer address {peer}: {e}"))?
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .initial_stream_window_size(8 << 20)
+                .initial_connection_window_size(32 << 20)
+                .connect()
+                .await
+                .map_err(|e| format!("cannot reach the peer {peer}: {e}"))?;
+            v1::image_peer_client::ImagePeerClient::new(channel)
+                .max_decoding_message_size(proto::MAX_MESSAGE_SIZE)
+                .fetch_image(req)
+                .await
+        }
     };
     let mut stream = answer.map_err(|s| s.message().to_string())?.into_inner();
     let mut writer = bproc_daemon::checkpoint::ImageWriter::new(dir);

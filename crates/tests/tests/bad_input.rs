@@ -206,6 +206,7 @@ fn register(version: u32, node: u32) -> v1::SlaveMsg {
             hostname: "evil".into(),
             software: "test".into(),
             image_port: 0,
+            boot_id: String::new(),
         })),
     }
 }

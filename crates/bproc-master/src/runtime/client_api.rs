@@ -319,39 +319,53 @@ impl MasterService {
         }
         let image = ImageLease::new(&self.shared, &dir);
         // Who can pass the image on: nodes with an image service.
-        let peers: Vec<Option<String>> = {
+        // (address, Unix socket on this host) of each copy's node.
+        let peers: Vec<Option<(String, Option<String>)>> = {
             let st = self.shared.lock();
-            admitted.iter().map(|(_, c)| st.slaves.get(&c.conn).and_then(|h| h.image_peer.clone())).collect()
+            let peer = |c: &Copy| {
+                let h = st.slaves.get(&c.conn)?;
+                Some((h.image_peer.clone()?, h.peer_socket.clone()))
+            };
+            admitted.iter().map(|(_, c)| peer(c)).collect()
         };
         let tree: Vec<usize> = (0..admitted.len()).filter(|k| peers[*k].is_some()).collect();
         let passes = |pos: usize| [2 * pos + 1, 2 * pos + 2].iter().filter(|c| **c < tree.len()).count() as u32;
-        let request = |k: usize, source: String, pass_on: u32| {
+        let request = |k: usize, source: Option<(String, Option<String>)>, pass_on: u32| {
             let (i, copy) = admitted[k];
             let mut req = restore_request(copy, &first.child, &image.name);
             req.marker = [&b"N"[..], &ranks[i].to_le_bytes()].concat();
-            req.source = source;
+            if let Some((addr, socket)) = source {
+                req.source = addr;
+                // Both on this host: the peer's Unix socket is tried first.
+                if peers[k].as_ref().is_some_and(|(_, own)| own.is_some()) {
+                    req.source_socket = socket.unwrap_or_default();
+                }
+            }
             req.pass_on = pass_on;
             (copy.conn, req)
         };
         let mut running = tokio::task::JoinSet::new();
-        let start = |running: &mut tokio::task::JoinSet<_>, k: usize, pos: Option<usize>, source: String| {
+        let start = |running: &mut tokio::task::JoinSet<_>,
+                     k: usize,
+                     pos: Option<usize>,
+                     source: Option<(String, Option<String>)>| {
             let (conn, req) = request(k, source, pos.map_or(0, passes));
             let shared = self.shared.clone();
             running.spawn(async move { (k, pos, restore_on(&shared, conn, req).await) });
         };
         // The tree's root and every node outside the tree fetch from here.
         for k in (0..admitted.len()).filter(|k| peers[*k].is_none()) {
-            start(&mut running, k, None, String::new());
+            start(&mut running, k, None, None);
         }
         if let Some(&root) = tree.first() {
-            start(&mut running, root, Some(0), String::new());
+            start(&mut running, root, Some(0), None);
         }
         while let Some(done) = running.join_next().await {
             let Ok((k, pos, result)) = done else { continue };
             if let Some(pos) = pos {
                 // A node that failed passes nothing on: its children fetch
                 // from here.
-                let source = if result.is_ok() { peers[k].clone().unwrap_or_default() } else { String::new() };
+                let source = if result.is_ok() { peers[k].clone() } else { None };
                 for child in [2 * pos + 1, 2 * pos + 2].into_iter().filter(|c| *c < tree.len()) {
                     start(&mut running, tree[child], Some(child), source.clone());
                 }

@@ -37,6 +37,8 @@ struct SlaveHandle {
     /// Its image service (HOST:PORT), where other slaves fetch the images
     /// it passes on.
     image_peer: Option<String>,
+    /// The same service on a Unix socket, for slaves on this host.
+    peer_socket: Option<String>,
 }
 
 /// How long a process may wait for a ghost (a forked process whose parent's

@@ -85,6 +85,17 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
         proto::check_version("slave", reg.protocol_version).map_err(Status::failed_precondition)?;
         let hostname: String = reg.hostname.chars().take(64).collect();
 
+        // A slave on this host serves its images to the others here on a Unix
+        // socket beside ours (not the front end's own node: it is no source).
+        let boot_id = bproc_daemon::sys::boot_id();
+        let local = !reg.boot_id.is_empty() && reg.boot_id == boot_id && reg.node != u32::MAX;
+        let peer_socket = self
+            .shared
+            .image_socket
+            .get()
+            .filter(|_| local)
+            .and_then(|s| std::path::Path::new(s).parent().map(|d| d.join(format!("peer-{}.sock", reg.node))))
+            .map(|p| p.display().to_string());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let conn = {
             let mut st = self.shared.lock();
@@ -98,7 +109,8 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
                 fork_id_base: fork_id_base(conn),
                 pid_base: node_pid_base(reg.node, st.engine.config().nodes, self.shared.cfg.pid_max),
                 image_socket: self.shared.image_socket.get().cloned().unwrap_or_default(),
-                boot_id: bproc_daemon::sys::boot_id(),
+                boot_id: boot_id.clone(),
+                peer_socket: peer_socket.clone().unwrap_or_default(),
             };
             let _ = tx.send(Ok(convert::master_msg(master_msg::Msg::Welcome(welcome))));
             let effects = st
@@ -108,7 +120,7 @@ impl v1::slave_link_server::SlaveLink for SlaveLinkService {
             // Peers reach its image service on the address it came from.
             let image_peer =
                 (reg.image_port != 0 && reg.node != u32::MAX).then(|| format!("{addr}:{}", reg.image_port));
-            st.slaves.insert(conn, SlaveHandle { tx, reader: None, image_peer });
+            st.slaves.insert(conn, SlaveHandle { tx, reader: None, image_peer, peer_socket });
             st.apply(effects);
             conn
         };

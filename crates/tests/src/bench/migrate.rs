@@ -143,9 +143,11 @@ pub fn rfork_round_trip(c: &Cluster, cfg: &Config) -> Section {
     sec.note(
         "Measured with `bproc-rfork-rs bench MB NODE RUNS` on a 4-node cluster: the process \
          writes every page of its buffer, then each run times rfork(NODE) until waitpid() has the \
-         child's exit (NODE -1 is a local fork). The rfork path: CRIU dump on the master into \
-         tmpfs, the image pulled by the node's slave over its gRPC link in 1 MiB chunks, CRIU \
-         restore there, then the child's ghost attaches and reports the exit. The CRIU CLI \
+         child's exit (NODE -1 is a local fork). The rfork path: CRIU dump on the master, its \
+         pages streaming through a FIFO (no copy on the master) to the node's slave while it \
+         runs, in 1 MiB chunks over the master's Unix image socket (same host), into the \
+         node's tmpfs; then CRIU restore there, and the child's ghost attaches and reports the \
+         exit. The CRIU CLI \
          column dumps the same process to tmpfs and restores it into a new PID namespace on the \
          same machine, with no transport. Throughput is the process size over the rfork round \
          trip.",
