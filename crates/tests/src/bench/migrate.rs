@@ -248,3 +248,81 @@ pub fn vexecmove_at_scale(c: &Cluster, cfg: &Config) -> Section {
     sec.took = started.elapsed();
     sec
 }
+
+/// Runs `bproc-rfork-rs vbench MB RUNS WAY NODE...`.
+fn vbench_runs(c: &Cluster, mb: usize, runs: usize, way: &str, nodes: &[u32]) -> Result<Samples> {
+    let out = Command::new(c.bin("bproc-rfork-rs"))
+        .args(["vbench", &mb.to_string(), &runs.to_string(), way])
+        .args(nodes.iter().map(u32::to_string))
+        .env("BPROC_SOCKET", c.socket_path())
+        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .stdin(Stdio::null())
+        .output()
+        .context("run bproc-rfork-rs vbench")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut s = Samples::new();
+    for micros in text.lines().filter_map(|l| l.strip_prefix("run ")?.parse::<u64>().ok()) {
+        s.push(Duration::from_micros(micros));
+    }
+    if !out.status.success() || s.runs() != runs {
+        bail!("bproc-rfork-rs vbench {mb} {way}: {text} {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(s)
+}
+
+/// vrfork (one checkpoint, passed on from node to node) against one rfork
+/// per node and against local forks, on up to 8 nodes of `c` (`nodes` up).
+pub fn vrfork_tree(c: &Cluster, nodes: u32, cfg: &Config) -> Section {
+    let (mb, runs) = cfg.vrfork;
+    let targets: Vec<u32> = (0..nodes.min(8)).collect();
+    let n = targets.len();
+    let mut sec = Section::new(
+        "11. vrfork to several nodes",
+        "none set by the issue; shown: vrfork sends the image once from the front end and nodes \
+         pass it on in a tree (BProc's vrfork), so a copy on every node costs one checkpoint and \
+         about log2(nodes) transfers in a row, not a checkpoint and a transfer per node.",
+        &["way", "runs", "median", "min-max", "per copy", "vs vrfork"],
+    );
+    let started = Instant::now();
+    let mut measured = vec![Samples::new(), Samples::new(), Samples::new()];
+    let ways = ["vrfork", "rforks", "forks"];
+    // Interleaved: one run of each way per round.
+    let result = (0..runs).try_for_each(|_| -> Result<()> {
+        for (way, s) in ways.iter().zip(measured.iter_mut()) {
+            s.push(vbench_runs(c, mb, 1, way, &targets)?.median());
+        }
+        Ok(())
+    });
+    let labels = [
+        format!("`bproc_vrfork` to {n} nodes"),
+        format!("{n} × `bproc_rfork`, one node after another"),
+        format!("{n} × local fork()"),
+    ];
+    let base = measured[0].median();
+    for (label, s) in labels.iter().zip(&measured) {
+        if s.runs() > 0 {
+            sec.row(vec![
+                label.clone(),
+                s.runs().to_string(),
+                format!("{} ms", ms(s.median())),
+                format!("{}-{} ms", ms(s.min()), ms(s.max())),
+                format!("{} ms", ms(s.median() / n as u32)),
+                format!("{:.2}x", ratio(s.median(), base)),
+            ]);
+        }
+    }
+    match result {
+        Ok(()) => {
+            sec.note(format!(
+                "A process of {mb} MiB (every page written) places a copy on each of {n} nodes; each \
+                 copy checks its buffer and exits; a run ends when the caller has reaped them all. \
+                 `bproc-rfork-rs vbench` does it one of three ways, interleaved round by round. \
+                 {n} rforks one after another take {:.1}x as long as one vrfork.",
+                ratio(measured[1].median(), base)
+            ));
+        }
+        Err(e) => sec.error = Some(format!("{e:#}")),
+    }
+    sec.took = started.elapsed();
+    sec
+}

@@ -42,6 +42,8 @@ pub struct Config {
     pub migrate: &'static [(usize, usize, usize)],
     /// vexecmove at scale: nodes, processes per node.
     pub vexecmove: (u32, usize),
+    /// vrfork to several nodes: process size in MiB, rounds.
+    pub vrfork: (usize, usize),
 }
 
 impl Config {
@@ -57,6 +59,7 @@ impl Config {
         crowd_runs: 3,
         migrate: &[(1, 10, 3), (100, 5, 3), (1024, 3, 2)],
         vexecmove: (16, 1000),
+        vrfork: (100, 3),
     };
     /// `--quick`: proves the benchmarks work, well under a minute.
     pub const QUICK: Config = Config {
@@ -70,5 +73,6 @@ impl Config {
         crowd_runs: 1,
         migrate: &[(1, 3, 1), (16, 2, 1)],
         vexecmove: (4, 10),
+        vrfork: (16, 1),
     };
 }

@@ -134,6 +134,8 @@ fn run() -> Result<bool> {
         progress(&format!("bringing up a {}-node cluster; vexecmove at scale", cfg.vexecmove.0));
         let many = up(cfg.vexecmove.0)?;
         sections.push(migrate::vexecmove_at_scale(&many, &cfg));
+        progress("vrfork to several nodes");
+        sections.push(migrate::vrfork_tree(&many, cfg.vexecmove.0, &cfg));
     }
     let text = report::render(&argv, args.quick, &sections, started.elapsed());
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -7,7 +7,9 @@
 //! NODE...`, `bproc-rfork-rs vrfork NODE...`. For the benchmarks:
 //! `bproc-rfork-rs bench MB NODE RUNS` (prints the microseconds of each
 //! rfork + exit + reap of a process of MB megabytes; NODE -1 is a local
-//! fork) and `bproc-rfork-rs hold MB` (says "ready", then waits). `bproc-rfork-rs
+//! fork), `bproc-rfork-rs vbench MB RUNS vrfork|rforks|forks NODE...` (copies
+//! on several nodes at once, one after another, or local) and
+//! `bproc-rfork-rs hold MB` (says "ready", then waits). `bproc-rfork-rs
 //! move-keeps-sockets NODE`: a move that fails keeps the caller's sockets.
 
 use std::ffi::CString;
@@ -141,6 +143,51 @@ fn bench(mb: usize, node: i32, runs: usize) -> i32 {
     0
 }
 
+/// Places `nodes.len()` copies of a process of `mb` megabytes, `runs` times:
+/// `way` is `vrfork` (one call), `rforks` (one rfork per node, one after
+/// another) or `forks` (local forks). Each copy checks its buffer and exits;
+/// a run ends when all are reaped. Prints the microseconds of each run.
+fn vbench(mb: usize, runs: usize, way: &str, nodes: &[i32]) -> i32 {
+    let buf = touched(mb);
+    let check = |buf: &[u8]| i32::from(buf[buf.len() / 2] != pattern(buf.len() / 2));
+    for _ in 0..runs {
+        let t = std::time::Instant::now();
+        let mut pids = Vec::new();
+        match way {
+            "vrfork" => match migrate::vrfork(nodes) {
+                // SAFETY: _exit ends the copy at once.
+                Ok(VForked::Child { .. }) => unsafe { libc::_exit(check(&buf)) },
+                Ok(VForked::Parent { pids: got }) => pids.extend(got.into_iter().filter_map(Result::ok)),
+                Err(e) => {
+                    println!("failed: {e}");
+                    return 1;
+                }
+            },
+            "rforks" | "forks" => {
+                for &node in nodes {
+                    let node = if way == "forks" { migrate::NODE_SELF } else { node };
+                    match migrate::rfork(node) {
+                        // SAFETY: _exit ends the copy at once.
+                        Ok(Forked::Child) => unsafe { libc::_exit(check(&buf)) },
+                        Ok(Forked::Parent { pid }) => pids.push(pid),
+                        Err(e) => {
+                            println!("failed: {e}");
+                            return 1;
+                        }
+                    }
+                }
+            }
+            _ => return 2,
+        }
+        if pids.len() != nodes.len() || !pids.iter().all(|p| wait(*p) == Some(0)) {
+            println!("failed: {} of {} copies ran and exited 0", pids.len(), nodes.len());
+            return 1;
+        }
+        println!("run {}", t.elapsed().as_micros());
+    }
+    0
+}
+
 /// Counts, moving itself to each node of `route` in turn (five counts on
 /// each), and exits 0 after the last. Each line: count, node, PID.
 fn counter(route: &[i32]) -> i32 {
@@ -199,6 +246,12 @@ fn main() {
             }
         }
         Some("counter") => counter(&nodes),
+        Some("vbench") if args.len() > 4 => vbench(
+            args[1].parse().unwrap_or(1),
+            args[2].parse().unwrap_or(1),
+            &args[3],
+            &args[4..].iter().filter_map(|a| a.parse().ok()).collect::<Vec<i32>>(),
+        ),
         Some("move-keeps-sockets") if nodes.len() == 1 => move_keeps_sockets(nodes[0]),
         Some("vexecmove-true") => {
             let argv = cstrings(["true"]);
