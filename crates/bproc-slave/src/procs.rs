@@ -52,6 +52,10 @@ struct Entry {
 struct Forked {
     pid: i32,
     out: Outbox,
+    /// Its pid outside the node (the probes name signals' targets so).
+    host_pid: u32,
+    /// Stopped by a stop signal (seen delivered) and not continued since.
+    stopped: bool,
 }
 
 #[derive(Default)]
@@ -62,6 +66,8 @@ struct Table {
     forked: HashMap<u64, Forked>,
     /// Node PID -> id of the forked ones.
     forked_of: HashMap<i32, u64>,
+    /// Host PID -> id of the forked ones.
+    forked_host: HashMap<u32, u64>,
     /// Ids for forked processes: `fork_base + n` (the master's welcome).
     fork_base: u64,
     fork_next: u32,
@@ -283,7 +289,9 @@ impl Procs {
             e.moved = true;
         }
         if let Some(fid) = t.forked_of.remove(&pid) {
-            t.forked.remove(&fid);
+            if let Some(f) = t.forked.remove(&fid) {
+                t.forked_host.remove(&f.host_pid);
+            }
         }
         tracing::debug!(id, pid, node, "moved away");
         Ok(())
@@ -303,7 +311,7 @@ impl Procs {
     pub fn on_probe_event(&self, seen: ebpf_probes::Event) {
         use ebpf_probes::Event;
         match seen {
-            Event::Fork { ns_parent, ns_child, .. } => {
+            Event::Fork { ns_parent, ns_child, child: host_pid, .. } => {
                 let (parent, child) = (ns_parent as i32, ns_child as i32);
                 if parent == std::process::id() as i32 || child <= 0 {
                     // Our own spawn: the spawn path knows that child.
@@ -313,8 +321,9 @@ impl Procs {
                 let Some((parent_id, out)) = t.find(parent).map(|(id, out)| (id, out.clone())) else { return };
                 let id = t.fork_base + u64::from(t.fork_next);
                 t.fork_next = t.fork_next.wrapping_add(1);
-                t.forked.insert(id, Forked { pid: child, out: out.clone() });
+                t.forked.insert(id, Forked { pid: child, out: out.clone(), host_pid, stopped: false });
                 t.forked_of.insert(child, id);
+                t.forked_host.insert(host_pid, id);
                 drop(t);
                 tracing::debug!(id, parent_id, pid = child, "forked");
                 event(&out, id, Kind::Forked, |e| {
@@ -340,11 +349,35 @@ impl Procs {
                 let mut t = self.lock();
                 let Some(id) = t.forked_of.remove(&(ns_pid as i32)) else { return };
                 if let Some(f) = t.forked.remove(&id) {
+                    t.forked_host.remove(&f.host_pid);
                     drop(t);
                     event(&f.out, id, Kind::Exited, |e| e.wait_status = wait_status);
                 }
             }
-            Event::Signal { .. } => {}
+            // A forked process's stops and continues (its parent, not we,
+            // waits for it): a stop signal acted on by default stops it, a
+            // SIGCONT sent to it while stopped continues it.
+            Event::Deliver { ns_pid, signo, default_action: true, .. }
+                if matches!(signo, libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) =>
+            {
+                let mut t = self.lock();
+                let Some(&id) = t.forked_of.get(&(ns_pid as i32)) else { return };
+                let Some(f) = t.forked.get_mut(&id).filter(|f| !f.stopped) else { return };
+                f.stopped = true;
+                let out = f.out.clone();
+                drop(t);
+                event(&out, id, Kind::Stopped, |e| e.wait_status = (signo << 8) | 0x7f);
+            }
+            Event::Signal { target, signo: libc::SIGCONT, .. } => {
+                let mut t = self.lock();
+                let Some(&id) = t.forked_host.get(&target) else { return };
+                let Some(f) = t.forked.get_mut(&id).filter(|f| f.stopped) else { return };
+                f.stopped = false;
+                let out = f.out.clone();
+                drop(t);
+                event(&out, id, Kind::Continued, |e| e.wait_status = 0xffff);
+            }
+            Event::Signal { .. } | Event::Deliver { .. } => {}
         }
     }
 
@@ -610,6 +643,7 @@ impl Procs {
         }
         t.forked.clear();
         t.forked_of.clear();
+        t.forked_host.clear();
         for e in t.by_id.values() {
             if let Some(pid) = e.pid {
                 let _ = sys::kill(pid, libc::SIGKILL);

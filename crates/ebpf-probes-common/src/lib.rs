@@ -30,6 +30,7 @@ pub const PROG_FORK: &str = "bproc_fork";
 pub const PROG_EXEC: &str = "bproc_exec";
 pub const PROG_EXIT: &str = "bproc_exit";
 pub const PROG_SIGNAL: &str = "bproc_signal";
+pub const PROG_DELIVER: &str = "bproc_deliver";
 
 /// [`RawEvent::kind`]: a tracked thread group created a new process. `pid` is the child's tgid,
 /// `tid` the child's pid (equal to it), `other` the forking process's tgid.
@@ -44,6 +45,10 @@ pub const KIND_EXIT: u32 = 3;
 /// of the task in whose context it was generated (the sender), `value` the signal number, `aux` the
 /// kernel's `TRACE_SIGNAL_*` result.
 pub const KIND_SIGNAL: u32 = 4;
+/// [`RawEvent::kind`]: a tracked process is about to act on a signal (`signal_deliver`). `pid` is
+/// its tgid, `tid` the thread, `value` the signal number, `aux` 1 when the action is the default one
+/// (so a stop signal stops it), else 0.
+pub const KIND_DELIVER: u32 = 5;
 
 /// One ring-buffer record.
 #[repr(C)]
@@ -86,6 +91,10 @@ pub struct ProbeConfig {
     pub signal_pid: u32,
     /// `signal_generate` record: `int result`.
     pub signal_result: u32,
+    /// `signal_deliver` record: `int sig`.
+    pub deliver_sig: u32,
+    /// `signal_deliver` record: `unsigned long sa_handler`.
+    pub deliver_handler: u32,
     /// `struct task_struct`: `pid_t pid`.
     pub task_pid: u32,
     /// `struct task_struct`: `pid_t tgid`.
@@ -136,6 +145,6 @@ mod tests {
     #[test]
     fn layouts_have_no_padding() {
         assert_eq!(RAW_EVENT_SIZE, 6 * 4 + 16 + 2 * 4);
-        assert_eq!(core::mem::size_of::<ProbeConfig>(), 18 * 4);
+        assert_eq!(core::mem::size_of::<ProbeConfig>(), 20 * 4);
     }
 }

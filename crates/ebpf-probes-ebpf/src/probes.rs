@@ -31,7 +31,8 @@ use aya_ebpf::{
     Global,
 };
 use ebpf_probes_common::{
-    ProbeConfig, RawEvent, EVENTS_BYTES, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_SIGNAL, TRACKED_MAX_ENTRIES,
+    ProbeConfig, RawEvent, EVENTS_BYTES, KIND_DELIVER, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_SIGNAL,
+    TRACKED_MAX_ENTRIES,
 };
 
 #[map]
@@ -46,6 +47,8 @@ static CONFIG: Global<ProbeConfig> = Global::new(ProbeConfig {
     signal_sig: 0,
     signal_pid: 0,
     signal_result: 0,
+    deliver_sig: 0,
+    deliver_handler: 0,
     task_pid: 0,
     task_tgid: 0,
     task_exit_code: 0,
@@ -259,6 +262,27 @@ pub fn bproc_signal(ctx: TracePointContext) -> i32 {
     }
     let (sender, _) = current();
     send(KIND_SIGNAL, target, target, sender, sig, result, 0, 0);
+    0
+}
+
+#[tracepoint]
+pub fn bproc_deliver(ctx: TracePointContext) -> i32 {
+    let cfg = CONFIG.load();
+    let Some((tgid, tid, level)) = tracked_current(&cfg) else {
+        return 0;
+    };
+    // SAFETY: offsets and sizes of `sig` and `sa_handler` come from this kernel's tracepoint format
+    // file, read by the loader; read_at goes through bpf_probe_read.
+    let (sig, handler) = unsafe {
+        match (ctx.read_at::<i32>(cfg.deliver_sig as usize), ctx.read_at::<u64>(cfg.deliver_handler as usize)) {
+            (Ok(s), Ok(h)) => (s, h),
+            _ => return 0,
+        }
+    };
+    // SAFETY: bpf_get_current_task has no preconditions; it returns the current task_struct pointer.
+    let ns_pid = ns_pid_of(&cfg, unsafe { bpf_get_current_task() }, level);
+    // SIG_DFL is 0.
+    send(KIND_DELIVER, tgid, tid, 0, sig, i32::from(handler == 0), ns_pid, 0);
     0
 }
 

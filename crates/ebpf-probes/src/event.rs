@@ -1,6 +1,6 @@
 //! [`Event`]: what the probes report, decoded from [`RawEvent`] ring-buffer records.
 
-use ebpf_probes_common::{RawEvent, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_SIGNAL, RAW_EVENT_SIZE};
+use ebpf_probes_common::{RawEvent, KIND_DELIVER, KIND_EXEC, KIND_EXIT, KIND_FORK, KIND_SIGNAL, RAW_EVENT_SIZE};
 
 use crate::ProbeError;
 
@@ -25,6 +25,10 @@ pub enum Event {
     /// the kernel generated it (the caller of kill(2); for kernel-made signals such as SIGCHLD, the
     /// task that triggered them).
     Signal { target: u32, sender: u32, signo: i32 },
+    /// A tracked process is about to act on signal `signo`; `default_action` when that is the
+    /// default one (for SIGSTOP, SIGTSTP, SIGTTIN and SIGTTOU: the process stops, unless its process
+    /// group is orphaned).
+    Deliver { pid: u32, ns_pid: u32, signo: i32, default_action: bool },
 }
 
 impl Event {
@@ -32,7 +36,7 @@ impl Event {
     pub fn pid(&self) -> u32 {
         match *self {
             Event::Fork { child, .. } => child,
-            Event::Exec { pid, .. } | Event::Exit { pid, .. } => pid,
+            Event::Exec { pid, .. } | Event::Exit { pid, .. } | Event::Deliver { pid, .. } => pid,
             Event::Signal { target, .. } => target,
         }
     }
@@ -51,6 +55,9 @@ impl Event {
             }
             KIND_EXIT => Event::Exit { pid: raw.pid, ns_pid: raw.ns_pid, wait_status: raw.value },
             KIND_SIGNAL => Event::Signal { target: raw.pid, sender: raw.other, signo: raw.value },
+            KIND_DELIVER => {
+                Event::Deliver { pid: raw.pid, ns_pid: raw.ns_pid, signo: raw.value, default_action: raw.aux != 0 }
+            }
             other => return Err(ProbeError::BadEvent { reason: format!("unknown kind {other}") }),
         })
     }
@@ -107,6 +114,9 @@ mod tests {
         assert_eq!(Event::decode(&bytes(exit)).ok(), Some(Event::Exit { pid: 8, ns_pid: 3, wait_status: 768 }));
         let sig = RawEvent { kind: KIND_SIGNAL, pid: 8, other: 1, value: 9, ..Default::default() };
         assert_eq!(Event::decode(&bytes(sig)).ok(), Some(Event::Signal { target: 8, sender: 1, signo: 9 }));
+        let deliver = RawEvent { kind: KIND_DELIVER, pid: 8, value: 19, aux: 1, ns_pid: 3, ..Default::default() };
+        let expected = Event::Deliver { pid: 8, ns_pid: 3, signo: 19, default_action: true };
+        assert_eq!(Event::decode(&bytes(deliver)).ok(), Some(expected));
         assert!(Event::decode(&[0; 8]).is_err());
         assert!(Event::decode(&bytes(RawEvent { kind: 99, ..Default::default() })).is_err());
     }

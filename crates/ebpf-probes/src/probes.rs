@@ -13,7 +13,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use ebpf_probes_common::{
-    ProbeConfig, CONFIG_GLOBAL, EVENTS_MAP, PROG_EXEC, PROG_EXIT, PROG_FORK, PROG_SIGNAL, TRACKED_MAP,
+    ProbeConfig, CONFIG_GLOBAL, EVENTS_MAP, PROG_DELIVER, PROG_EXEC, PROG_EXIT, PROG_FORK, PROG_SIGNAL, TRACKED_MAP,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
@@ -84,7 +84,8 @@ impl Tracker {
 
 impl Probes {
     /// Loads the probes and attaches them to `sched_process_fork` (raw tracepoint),
-    /// `sched/sched_process_exec`, `sched/sched_process_exit` and `signal/signal_generate`. Needs
+    /// `sched/sched_process_exec`, `sched/sched_process_exit`, `signal/signal_generate` and
+    /// `signal/signal_deliver`. Needs
     /// root (CAP_BPF + CAP_PERFMON, and CAP_SYS_ADMIN to mount tracefs if it is not mounted).
     pub fn load() -> Result<Self, ProbeError> {
         Self::load_with(kernel_config()?)
@@ -118,6 +119,7 @@ impl Probes {
             (PROG_EXEC, "sched", "sched_process_exec"),
             (PROG_EXIT, "sched", "sched_process_exit"),
             (PROG_SIGNAL, "signal", "signal_generate"),
+            (PROG_DELIVER, "signal", "signal_deliver"),
         ] {
             let prog: &mut TracePoint = program(&mut ebpf, name)?;
             prog.load().map_err(|error| ProbeError::Load { program: name, error })?;
@@ -192,12 +194,15 @@ pub fn kernel_config() -> Result<ProbeConfig, ProbeError> {
     tracefs::ensure_mounted()?;
     let exit = tracefs::Format::read("sched", "sched_process_exit")?;
     let signal = tracefs::Format::read("signal", "signal_generate")?;
+    let deliver = tracefs::Format::read("signal", "signal_deliver")?;
     let btf = Btf::from_kernel()?;
     Ok(ProbeConfig {
         exit_group_dead: exit.offset("group_dead", 1)?,
         signal_sig: signal.offset("sig", 4)?,
         signal_pid: signal.offset("pid", 4)?,
         signal_result: signal.offset("result", 4)?,
+        deliver_sig: deliver.offset("sig", 4)?,
+        deliver_handler: deliver.offset("sa_handler", 8)?,
         task_pid: btf.member_offset("task_struct", "pid", 4)?,
         task_tgid: btf.member_offset("task_struct", "tgid", 4)?,
         task_exit_code: btf.member_offset("task_struct", "exit_code", 4)?,

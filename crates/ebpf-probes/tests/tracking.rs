@@ -160,7 +160,13 @@ fn signals_to_a_tracked_pid_are_reported_with_sender_and_a_kill_gives_status_9()
     });
 
     let sender = send("STOP", victim_pid);
-    collect_until(&mut probes, |evs| evs.contains(&Event::Signal { target: victim_pid, sender, signo: 19 }));
+    let events =
+        collect_until(&mut probes, |evs| evs.contains(&Event::Signal { target: victim_pid, sender, signo: 19 }));
+    // The victim acts on it by default: it stops (the delivery may come after the generation).
+    let stopped = Event::Deliver { pid: victim_pid, ns_pid: victim_pid, signo: 19, default_action: true };
+    if !events.contains(&stopped) {
+        collect_until(&mut probes, |evs| evs.contains(&stopped));
+    }
 
     // A signal to an untracked process is not reported; the KILL after it is, in order.
     let mut bystander = Command::new("sleep").arg("100").spawn().expect("spawn sleep");

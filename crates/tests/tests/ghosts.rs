@@ -412,6 +412,26 @@ fn processes_forked_on_the_node_get_ghosts_under_their_parents_ghost() {
     assert_eq!(status, libc::SIGTERM, "the ghost died of SIGTERM, as its process did");
     assert_eq!(proc_state(kids[1]).map(|s| s != 'Z'), Some(true), "the other ghost runs on");
 
+    // Stopped on the node (not through its ghost): the ghost shows it stopped;
+    // continued there: the ghost runs again.
+    kill(remote[1], libc::SIGSTOP);
+    wait_for("the ghost to stop as its process did", Duration::from_secs(10), || {
+        (proc_state(kids[1]) == Some('T')).then_some(())
+    });
+    kill(remote[1], libc::SIGCONT);
+    wait_for("the ghost to go on as its process did", Duration::from_secs(10), || {
+        matches!(proc_state(kids[1]), Some('S' | 'R')).then_some(())
+    });
+    assert_eq!(proc_state(remote[1]).map(|s| s != 'T'), Some(true), "the process runs");
+    // The same for the shell, which the slave started (and reaps).
+    let remote_shell = c.host_pid(0, shell).expect("the remote shell");
+    kill(remote_shell, libc::SIGSTOP);
+    wait_for("the shell's ghost to stop", Duration::from_secs(10), || (proc_state(shell) == Some('T')).then_some(()));
+    kill(remote_shell, libc::SIGCONT);
+    wait_for("the shell's ghost to go on", Duration::from_secs(10), || {
+        matches!(proc_state(shell), Some('S' | 'R')).then_some(())
+    });
+
     // SIGKILL of the other ghost kills its process; the shell's wait returns and it exits.
     kill(kids[1], libc::SIGKILL);
     assert_eq!(read_line(&mut out), "done\n", "the shell's wait returned");

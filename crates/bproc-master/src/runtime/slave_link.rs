@@ -172,6 +172,7 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
                 return Ok(());
             }
             let forked = matches!(kind, ProcEventKind::Forked { .. });
+            let continued = matches!(kind, ProcEventKind::Continued);
             // What an rfork waiting for this process learns from the event.
             let restore = match kind {
                 ProcEventKind::Started { node_pid } => Some(Ok(node_pid)),
@@ -191,6 +192,13 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
                     None => (0, None),
                 };
                 st.clients.insert(id, ClientHandle::unattached(uid, parent_ghost, Instant::now()));
+            }
+            if continued {
+                // Continued on its node (not through its ghost): the ghost,
+                // stopped as its process was, goes on too.
+                if let Some(ghost) = st.clients.get(&id).and_then(|h| h.ghost) {
+                    super::sys::continue_if_stopped(ghost);
+                }
             }
             if let Some(target) = outcome.tell {
                 st.tell(target, convert::exec_out(exec_out::Msg::Event(ev)), outcome.gone && target == id);

@@ -34,3 +34,15 @@ pub fn start_front_end_slave(listen: std::net::SocketAddr) -> std::io::Result<st
     }
     cmd.spawn()
 }
+
+/// Sends SIGCONT to process `pid` if /proc says it is stopped (a ghost that
+/// mirrors a stop; one that runs is left alone, it would pass the signal on).
+pub fn continue_if_stopped(pid: i32) {
+    let stopped = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').and_then(|i| s[i + 1..].split_whitespace().next().map(|st| st == "T")))
+        .unwrap_or(false);
+    if stopped {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGCONT);
+    }
+}
