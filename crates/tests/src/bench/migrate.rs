@@ -15,10 +15,10 @@ use super::Config;
 
 const CRIU: &str = "/usr/local/sbin/criu";
 
-/// `bproc-rfork-rs bench MB NODE RUNS`: the microseconds of each round trip.
-fn helper_runs(c: &Cluster, mb: usize, node: i32, runs: usize) -> Result<Samples> {
+/// Runs `bproc-rfork-rs ARGS...` on `c`, which prints `run MICROS` per run; expects `runs`.
+fn rfork_rs_runs(c: &Cluster, args: &[String], runs: usize) -> Result<Samples> {
     let out = Command::new(c.bin("bproc-rfork-rs"))
-        .args(["bench", &mb.to_string(), &node.to_string(), &runs.to_string()])
+        .args(args)
         .env("BPROC_SOCKET", c.socket_path())
         .env("BPROC_GHOST_BIN", c.bin("bpghost"))
         .stdin(Stdio::null())
@@ -30,9 +30,14 @@ fn helper_runs(c: &Cluster, mb: usize, node: i32, runs: usize) -> Result<Samples
         s.push(Duration::from_micros(micros));
     }
     if !out.status.success() || s.runs() != runs {
-        bail!("bproc-rfork-rs bench {mb} {node}: {text} {}", String::from_utf8_lossy(&out.stderr));
+        bail!("bproc-rfork-rs {}: {text} {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     }
     Ok(s)
+}
+
+/// `bproc-rfork-rs bench MB NODE RUNS`: rfork round trips of a process of `mb` MiB.
+fn helper_runs(c: &Cluster, mb: usize, node: i32, runs: usize) -> Result<Samples> {
+    rfork_rs_runs(c, &["bench".into(), mb.to_string(), node.to_string(), runs.to_string()], runs)
 }
 
 /// One CRIU command-line round trip: `criu dump` of a process holding `mb` megabytes, then
@@ -249,25 +254,11 @@ pub fn vexecmove_at_scale(c: &Cluster, cfg: &Config) -> Section {
     sec
 }
 
-/// Runs `bproc-rfork-rs vbench MB RUNS WAY NODE...`.
+/// `bproc-rfork-rs vbench MB RUNS WAY NODE...`.
 fn vbench_runs(c: &Cluster, mb: usize, runs: usize, way: &str, nodes: &[u32]) -> Result<Samples> {
-    let out = Command::new(c.bin("bproc-rfork-rs"))
-        .args(["vbench", &mb.to_string(), &runs.to_string(), way])
-        .args(nodes.iter().map(u32::to_string))
-        .env("BPROC_SOCKET", c.socket_path())
-        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
-        .stdin(Stdio::null())
-        .output()
-        .context("run bproc-rfork-rs vbench")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut s = Samples::new();
-    for micros in text.lines().filter_map(|l| l.strip_prefix("run ")?.parse::<u64>().ok()) {
-        s.push(Duration::from_micros(micros));
-    }
-    if !out.status.success() || s.runs() != runs {
-        bail!("bproc-rfork-rs vbench {mb} {way}: {text} {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(s)
+    let mut args = vec!["vbench".to_string(), mb.to_string(), runs.to_string(), way.to_string()];
+    args.extend(nodes.iter().map(u32::to_string));
+    rfork_rs_runs(c, &args, runs)
 }
 
 /// vrfork (one checkpoint, passed on from node to node) against one rfork
