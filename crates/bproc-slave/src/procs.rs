@@ -522,15 +522,9 @@ impl Procs {
             peer: &req.source,
             peer_socket: &req.source_socket,
         };
-        let bytes = restore::fetch(source, &req.image, dir.path()).await?;
+        let (bytes, from) = restore::fetch(source, &req.image, dir.path()).await?;
         // A vrfork sends one child's image for all: this copy's PID is its own.
         let was = bproc_daemon::image::retarget(dir.path(), pid as u32)?;
-        let from = match (req.source.as_str(), &local, req.source_socket.as_str()) {
-            ("", Some(_), _) => "master (unix socket)".to_string(),
-            ("", None, _) => "master".to_string(),
-            (peer, _, "") => peer.to_string(),
-            (peer, _, socket) => format!("{peer} ({socket})"),
-        };
         tracing::info!(id, pid, was, bytes, from = %from, "image fetched");
         let (exit_tx, exit_rx) = oneshot::channel();
         let window = self.window();

@@ -56,8 +56,8 @@ async fn peer_over_unix(path: &Path) -> Result<v1::image_peer_client::ImagePeerC
 /// Fetches image `name` into `dir` from `source`: a peer (over its Unix
 /// socket if it has one here, else over TCP), or the master (over its Unix
 /// socket when it shares this host, else over the link); returns the
-/// image's size.
-pub async fn fetch(source: Source<'_>, name: &str, dir: &Path) -> Result<u64, String> {
+/// image's size and where it came from.
+pub async fn fetch(source: Source<'_>, name: &str, dir: &Path) -> Result<(u64, String), String> {
     let Source { mut master, local, peer, peer_socket } = source;
     let req = v1::FetchImageRequest { image: name.to_string() };
     let near = match (peer, local) {
@@ -66,9 +66,13 @@ pub async fn fetch(source: Source<'_>, name: &str, dir: &Path) -> Result<u64, St
         _ => Some(Path::new(peer_socket)).filter(|_| !peer_socket.is_empty()),
     };
     let mut answer = None;
+    let mut from = if peer.is_empty() { "master".to_string() } else { peer.to_string() };
     if let Some(path) = near {
         match peer_over_unix(path).await {
-            Ok(mut client) => answer = Some(client.fetch_image(req.clone()).await),
+            Ok(mut client) => {
+                answer = Some(client.fetch_image(req.clone()).await);
+                from = format!("{from} ({})", path.display());
+            }
             // The master's socket must work; a peer's may be gone (TCP next).
             Err(e) if peer.is_empty() => return Err(e),
             Err(e) => tracing::debug!(error = %e, "a peer's Unix socket failed; TCP then"),
@@ -97,7 +101,7 @@ pub async fn fetch(source: Source<'_>, name: &str, dir: &Path) -> Result<u64, St
     while let Some(chunk) = stream.message().await.map_err(|s| s.message().to_string())? {
         writer.write(chunk).await?;
     }
-    writer.finish().await
+    Ok((writer.finish().await?, from))
 }
 
 /// The slave's ends of a restored process's stdio.

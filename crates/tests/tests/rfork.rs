@@ -112,7 +112,7 @@ fn rforks_itself_onto_a_node_with_its_memory_files_and_pid(api: Api) {
     // The node shares the master's host: the image came over a Unix socket.
     let log = std::fs::read_to_string(c.slave_log(1)).unwrap_or_default();
     assert!(
-        log.lines().any(|l| l.contains("image fetched") && l.contains("from=master (unix socket)")),
+        log.lines().any(|l| l.contains("image fetched") && l.contains("from=master (") && l.contains("images.sock)")),
         "node 1's slave log:\n{log}"
     );
 }
@@ -299,9 +299,8 @@ fn vrfork_to_eight_nodes_gives_eight_waitable_children_and_an_errno_for_a_down_n
     assert_eq!(from_master, 2, "the master sent the image once per vrfork: {fetches:#?}");
     // All on one host: over Unix sockets (the master's, the peers').
     assert!(
-        fetches
-            .iter()
-            .all(|l| l.contains("from=master (unix socket)") || (l.contains("from=10.77.") && l.contains(".sock)"))),
+        fetches.iter().all(|l| (l.contains("from=master (") && l.contains("images.sock)"))
+            || (l.contains("from=10.77.") && l.contains("peer-") && l.contains(".sock)"))),
         "{fetches:#?}"
     );
 }

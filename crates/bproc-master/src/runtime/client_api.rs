@@ -260,7 +260,6 @@ impl MasterService {
     }
 
     /// Checkpoints `copy`'s process and has its node restore it; returns
-    /// its node PID.
     /// its node PID. The node fetches the image while it is made: its pages
     /// go from CRIU to the node without a copy here.
     async fn bring(&self, copy: &Copy) -> Result<i32, Status> {
@@ -296,8 +295,14 @@ impl MasterService {
     /// own node) fetch it from the master. Each copy's marker says its rank
     /// from `ranks`. Returns a result per copy.
     async fn bring_all(&self, copies: &[Result<Copy, Status>], ranks: &[u32]) -> Vec<Result<i32, Status>> {
-        let mut out: Vec<Result<i32, Status>> =
-            copies.iter().map(|c| c.as_ref().map(|_| 0).map_err(Status::clone)).collect();
+        // Each admitted copy's result comes from its restore.
+        let mut out: Vec<Result<i32, Status>> = copies
+            .iter()
+            .map(|c| match c {
+                Ok(_) => Err(Status::internal("the copy was not restored")),
+                Err(status) => Err(status.clone()),
+            })
+            .collect();
         let admitted: Vec<(usize, &Copy)> =
             copies.iter().enumerate().filter_map(|(i, c)| c.as_ref().ok().map(|c| (i, c))).collect();
         let Some(&(_, first)) = admitted.first() else { return out };
@@ -318,8 +323,8 @@ impl MasterService {
             return out;
         }
         let image = ImageLease::new(&self.shared, &dir);
-        // Who can pass the image on: nodes with an image service.
-        // (address, Unix socket on this host) of each copy's node.
+        // Who can pass the image on (nodes with an image service): the
+        // address, and the Unix socket on this host, of each copy's node.
         let peers: Vec<Option<(String, Option<String>)>> = {
             let st = self.shared.lock();
             let peer = |c: &Copy| {
