@@ -78,11 +78,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
     let procs = Procs::new(8 << 20);
-    let image_port = match bproc_slave::image_peer::serve(procs.shelf.clone()).await {
-        Ok(port) => port,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot serve images to peers: vrfork images come from the master");
-            0
+    // The front end's own node shares the front end's network: it passes
+    // no images on (the master never asks it to), so it listens on nothing.
+    let image_port = if args.front_end {
+        0
+    } else {
+        match bproc_slave::image_peer::serve(procs.shelf.clone()).await {
+            Ok(port) => port,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot serve images to peers: vrfork images come from the master");
+                0
+            }
         }
     };
     let id = SlaveId { master: args.master.clone(), node, hostname, image_port };
