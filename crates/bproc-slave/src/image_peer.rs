@@ -49,18 +49,6 @@ impl Shelf {
         });
     }
 
-    /// Takes back `peers` fetches of image `name` (a restore here failed:
-    /// the master sends its peers elsewhere).
-    pub fn release(&self, name: &str, peers: u32) {
-        let mut shelf = self.lock();
-        if let Some(entry) = shelf.get_mut(name) {
-            entry.left = entry.left.saturating_sub(peers);
-            if entry.left == 0 {
-                shelf.remove(name);
-            }
-        }
-    }
-
     /// Image `name` for one fetch (the last one takes it off the shelf).
     fn take(&self, name: &str) -> Option<Arc<ImageDir>> {
         let mut shelf = self.lock();
@@ -169,16 +157,11 @@ mod tests {
         // A second copy on the same node passes it on once more.
         shelf.put("a", dir, 1);
         assert!(shelf.take("a").is_some() && shelf.take("a").is_some());
-        shelf.release("a", 0);
         assert_eq!(shelf.len(), 1);
         let last = shelf.take("a").expect("third fetch");
         assert!(shelf.is_empty() && shelf.take("a").is_none(), "gone after the last fetch");
         assert!(path.exists(), "kept while the last fetch streams it");
         drop(last);
         assert!(!path.exists(), "removed after it");
-        let dir = Arc::new(ImageDir::new_in(&std::env::temp_dir()).expect("dir"));
-        shelf.put("b", dir, 2);
-        shelf.release("b", 2);
-        assert!(shelf.is_empty(), "a failed restore takes back its fetches");
     }
 }

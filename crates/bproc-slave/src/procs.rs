@@ -547,6 +547,10 @@ impl Procs {
             t.id_of.insert(pid, id);
         }
         self.shelf.put(&req.image, dir.clone(), req.pass_on);
+        if req.pass_on > 0 {
+            // Its peers may fetch it now, while we restore our copy.
+            send(out, slave_msg::Msg::ImageHeld(v1::ImageHeld { id }));
+        }
         let restored = {
             let (procs, req, path) = (self.clone(), req.clone(), dir.path().to_path_buf());
             tokio::task::spawn_blocking(move || {
@@ -560,7 +564,7 @@ impl Procs {
         let stdio = match restored {
             Ok(stdio) => stdio,
             Err(why) => {
-                self.shelf.release(&req.image, req.pass_on);
+                // The image stays on the shelf: peers may be fetching it.
                 let mut t = self.lock();
                 t.by_id.remove(&id);
                 t.id_of.remove(&pid);

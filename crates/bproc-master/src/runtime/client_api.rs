@@ -291,8 +291,10 @@ impl MasterService {
     /// A vrfork's copies (`Err`: not admitted): the first admitted one is
     /// checkpointed, and its image restored as each of them, with its own
     /// PID and rank. Nodes with an image service pass the image on in a
-    /// binary tree, so the master sends it once; the others (the front end's
-    /// own node) fetch it from the master. Each copy's marker says its rank
+    /// binary tree, so the master sends it once: a node's children in the
+    /// tree start fetching as soon as it holds the image (IMAGE_HELD), before
+    /// its own restore is done; the others (the front end's own node) fetch it
+    /// from the master. Each copy's marker says its rank
     /// from `ranks`. Returns a result per copy.
     async fn bring_all(&self, copies: &[Result<Copy, Status>], ranks: &[u32]) -> Vec<Result<i32, Status>> {
         // Each admitted copy's result comes from its restore.
@@ -349,15 +351,40 @@ impl MasterService {
             req.pass_on = pass_on;
             (copy.conn, req)
         };
+        /// What a copy's node did: it holds the image for its peers, or its
+        /// restore ended.
+        enum Done {
+            Held(usize),
+            Restored(usize, Option<usize>, Result<i32, Status>),
+        }
         let mut running = tokio::task::JoinSet::new();
-        let start = |running: &mut tokio::task::JoinSet<_>,
+        let start = |running: &mut tokio::task::JoinSet<Done>,
                      k: usize,
                      pos: Option<usize>,
                      source: Option<(String, Option<String>)>| {
             let (conn, req) = request(k, source, pos.map_or(0, passes));
             let shared = self.shared.clone();
-            running.spawn(async move { (k, pos, restore_on(&shared, conn, req).await) });
+            if let Some(pos) = pos.filter(|p| passes(*p) > 0) {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                shared.lock().held.insert(req.id, tx);
+                running.spawn(async move {
+                    match rx.await {
+                        Ok(()) => Done::Held(pos),
+                        // Its restore ended first: that says what to do.
+                        Err(_) => Done::Held(usize::MAX),
+                    }
+                });
+            }
+            running.spawn(async move {
+                let id = req.id;
+                let result = restore_on(&shared, conn, req).await;
+                shared.lock().held.remove(&id);
+                Done::Restored(k, pos, result)
+            });
         };
+        // A tree position's children start once (when its node holds the
+        // image, or from here when its restore failed before that).
+        let mut children_started = vec![false; tree.len()];
         // The tree's root and every node outside the tree fetch from here.
         for k in (0..admitted.len()).filter(|k| peers[*k].is_none()) {
             start(&mut running, k, None, None);
@@ -366,16 +393,27 @@ impl MasterService {
             start(&mut running, root, Some(0), None);
         }
         while let Some(done) = running.join_next().await {
-            let Ok((k, pos, result)) = done else { continue };
-            if let Some(pos) = pos {
-                // A node that failed passes nothing on: its children fetch
-                // from here.
-                let source = if result.is_ok() { peers[k].clone() } else { None };
-                for child in [2 * pos + 1, 2 * pos + 2].into_iter().filter(|c| *c < tree.len()) {
-                    start(&mut running, tree[child], Some(child), source.clone());
+            let (pos, source) = match done {
+                Ok(Done::Held(pos)) if pos < tree.len() => (pos, peers[tree[pos]].clone()),
+                Ok(Done::Restored(k, pos, result)) => {
+                    let failed = result.is_err();
+                    out[admitted[k].0] = result;
+                    // Unless they started when it held the image: a node
+                    // that failed passes nothing on (its children fetch from
+                    // here), one that did not say it held it still has it.
+                    match pos {
+                        Some(pos) => (pos, if failed { None } else { peers[k].clone() }),
+                        None => continue,
+                    }
                 }
+                _ => continue,
+            };
+            if std::mem::replace(&mut children_started[pos], true) {
+                continue;
             }
-            out[admitted[k].0] = result;
+            for child in [2 * pos + 1, 2 * pos + 2].into_iter().filter(|c| *c < tree.len()) {
+                start(&mut running, tree[child], Some(child), source.clone());
+            }
         }
         drop(image);
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;

@@ -134,6 +134,9 @@ pub struct State {
     pub engine: Engine,
     /// rforks waiting for their node to restore the process.
     restores: HashMap<ProcId, tokio::sync::oneshot::Sender<RestoreResult>>,
+    /// vrfork copies whose nodes pass the image on: told when the node holds
+    /// it (before its restore is done).
+    held: HashMap<ProcId, tokio::sync::oneshot::Sender<()>>,
     /// Checkpoint images a slave may fetch, by their (random) names.
     images: HashMap<String, Image>,
     slaves: HashMap<ConnId, SlaveHandle>,
@@ -176,6 +179,7 @@ impl Shared {
             state: Mutex::new(State {
                 engine,
                 restores: HashMap::new(),
+                held: HashMap::new(),
                 images: HashMap::new(),
                 slaves: HashMap::new(),
                 clients: HashMap::new(),

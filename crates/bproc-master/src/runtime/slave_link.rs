@@ -229,6 +229,12 @@ fn handle(shared: &Shared, conn: ConnId, msg: v1::SlaveMsg) -> Result<(), String
                 st.tell(id, convert::exec_out(exec_out::Msg::StdinAck(ack)), false);
             }
         }
+        Some(slave_msg::Msg::ImageHeld(held)) => {
+            st.engine.check_stdio_owner(conn, held.id).map_err(|e| e.to_string())?;
+            if let Some(tx) = st.held.remove(&held.id) {
+                let _ = tx.send(());
+            }
+        }
         Some(slave_msg::Msg::Register(_)) => return Err("second register on one link".into()),
         None => return Err("empty message".into()),
     }
