@@ -68,16 +68,20 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T, BprocError>>) 
 }
 
 /// Whether a checkpoint carries the open file whose `/proc/self/fd` link is
-/// `link` to a node: files and directories by path (not terminals, which stay
-/// with the front end's sessions), pipes, and the eventfd, signalfd and
-/// timerfd kinds. Sockets (their peers stay behind), epoll sets (they may
-/// watch such sockets), pidfds, inotify, io_uring, BPF and perf objects are
-/// not: as BProc dropped every descriptor it could not move, a copy on a
-/// node goes on without them.
+/// `link` to a node: files and directories by path, the plain devices
+/// (`/dev/null`, `/dev/zero`, `/dev/full`, `/dev/random`, `/dev/urandom`),
+/// pipes, and the eventfd, signalfd and timerfd kinds. Sockets (their peers
+/// stay behind), other devices (terminals stay with the front end's
+/// sessions; a node may lack the rest), epoll sets (they may watch such
+/// sockets), pidfds, inotify, io_uring, BPF and perf objects are not: as
+/// BProc dropped every descriptor it could not move, a copy on a node goes
+/// on without them.
 fn carried(link: &str) -> bool {
-    if let Some(path) = link.strip_prefix('/') {
-        let terminal = ["dev/pts/", "dev/tty", "dev/console", "dev/ptmx"].iter().any(|t| path.starts_with(t));
-        return !terminal;
+    if let Some(device) = link.strip_prefix("/dev/") {
+        return matches!(device, "null" | "zero" | "full" | "random" | "urandom") || device.starts_with("shm/");
+    }
+    if link.starts_with('/') {
+        return true;
     }
     link.starts_with("pipe:[")
         || matches!(link, "anon_inode:[eventfd]" | "anon_inode:[signalfd]" | "anon_inode:[timerfd]")
@@ -693,10 +697,14 @@ mod tests {
 
     #[test]
     fn files_and_pipes_are_carried_and_sockets_and_terminals_are_not() {
-        for link in ["/etc/services", "/tmp/x (deleted)", "/dev/null", "pipe:[12]", "anon_inode:[eventfd]"] {
+        for link in
+            ["/etc/services", "/tmp/x (deleted)", "/dev/null", "/dev/shm/x", "pipe:[12]", "anon_inode:[eventfd]"]
+        {
             assert!(carried(link), "{link}");
         }
-        for link in ["socket:[12]", "/dev/pts/3", "/dev/tty", "anon_inode:[eventpoll]", "anon_inode:[pidfd]"] {
+        for link in
+            ["socket:[12]", "/dev/pts/3", "/dev/tty", "/dev/kvm", "anon_inode:[eventpoll]", "anon_inode:[pidfd]"]
+        {
             assert!(!carried(link), "{link}");
         }
     }
