@@ -270,6 +270,10 @@ fn vrfork_to_eight_nodes_gives_eight_waitable_children_and_an_errno_for_a_down_n
         let mut args = vec!["vrfork"];
         args.extend(NODES);
         let (out, status) = run_vector(&c, &program, &args);
+        // On failure, what the master said too.
+        let log = std::fs::read_to_string(c.master_log()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let out = format!("{out}\n--- master log, last lines first:\n{}", tail.join("\n"));
         assert!(status.success(), "{api:?}: {out}");
         for i in 0..8 {
             assert!(out.contains(&format!("vrfork child {i} on node {i} pid ")), "child {i} on its own node:\n{out}");

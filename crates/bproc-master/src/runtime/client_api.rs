@@ -78,15 +78,17 @@ impl v1::master_server::Master for MasterService {
         let cred = peer_cred(&req)?;
         let r = req.into_inner();
         let copy = self.admit(&cred, &r)?;
+        let mut in_flight = InFlight::new(self.shared.clone(), &[copy.id]);
         tracing::debug!(id = copy.id, pid = r.pid, node = r.node, "rfork");
         match self.bring(&copy).await {
             Ok(_) => {
+                in_flight.restored(copy.id);
                 self.watch_ghost(r.pid);
                 Ok(Response::new(v1::RforkReply { id: copy.id, pid: r.pid }))
             }
             Err(status) => {
                 tracing::warn!(id = copy.id, pid = r.pid, node = r.node, why = status.message(), "rfork failed");
-                self.abandon(copy.id);
+                in_flight.failed(copy.id);
                 Err(status)
             }
         }
@@ -109,18 +111,21 @@ impl v1::master_server::Master for MasterService {
                 false => Err(Status::invalid_argument(format!("process {} is named twice", r.pid))),
             })
             .collect();
+        let ids: Vec<ProcId> = admitted.iter().filter_map(|c| c.as_ref().ok().map(|c| c.id)).collect();
+        let mut in_flight = InFlight::new(self.shared.clone(), &ids);
         let ranks: Vec<u32> = (0..copies.len()).map(|i| ranks.get(i).copied().unwrap_or(i as u32)).collect();
         let outcome = self.bring_all(&admitted, &ranks).await;
         let mut results = Vec::with_capacity(admitted.len());
         for (copy, result) in admitted.into_iter().zip(outcome) {
             let result = match (copy, result) {
                 (Ok(copy), Ok(_)) => {
+                    in_flight.restored(copy.id);
                     self.watch_ghost(copy.pid);
                     v1::VrforkResult { id: copy.id, code: 0, message: String::new() }
                 }
                 (Ok(copy), Err(status)) => {
                     tracing::warn!(id = copy.id, pid = copy.pid, why = status.message(), "vrfork copy failed");
-                    self.abandon(copy.id);
+                    in_flight.failed(copy.id);
                     v1::VrforkResult { id: 0, code: status.code() as i32, message: status.message().to_string() }
                 }
                 (Err(status), _) => {
@@ -248,15 +253,6 @@ impl MasterService {
         st.clients.insert(id, ClientHandle::awaiting(r.pid, cred.uid, std::time::Instant::now()));
         st.busy = true;
         Ok(Copy { id, conn, pid: r.pid, child })
-    }
-
-    /// Takes back an admitted process that was not restored.
-    fn abandon(&self, id: ProcId) {
-        let mut st = self.shared.lock();
-        st.clients.remove(&id);
-        let effect = st.engine.client_gone(id);
-        st.apply(effect.into_iter().collect());
-        st.engine.forget(id);
     }
 
     /// Checkpoints `copy`'s process and has its node restore it; returns
@@ -513,6 +509,40 @@ pub(super) struct Copy {
     conn: ConnId,
     pid: i32,
     child: migrate::Child,
+}
+
+/// Admitted rfork copies whose call has not answered yet. Restored ones get
+/// the usual time for their ghosts to attach, from the answer on; failed
+/// ones are taken back; and if the call is dropped first (its client went),
+/// so are the rest.
+struct InFlight {
+    shared: Arc<Shared>,
+    ids: Vec<ProcId>,
+}
+
+impl InFlight {
+    fn new(shared: Arc<Shared>, ids: &[ProcId]) -> Self {
+        InFlight { shared, ids: ids.to_vec() }
+    }
+
+    fn restored(&mut self, id: ProcId) {
+        self.ids.retain(|i| *i != id);
+        self.shared.lock().attach_from_now(id);
+    }
+
+    fn failed(&mut self, id: ProcId) {
+        self.ids.retain(|i| *i != id);
+        self.shared.lock().abandon(id);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        for id in self.ids.drain(..) {
+            st.abandon(id);
+        }
+    }
 }
 
 /// The most copies one vrfork makes.

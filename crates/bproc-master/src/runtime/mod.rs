@@ -91,9 +91,11 @@ impl ClientHandle {
     }
 
     /// An rforked process's handle, waiting for the copy left here (PID
-    /// `ghost`) to become its ghost.
+    /// `ghost`) to become its ghost. No deadline yet: the copy can attach
+    /// only once the rfork has answered, however long the restore takes
+    /// ([`State::attach_from_now`] sets it then).
     fn awaiting(ghost: i32, uid: u32, now: Instant) -> Self {
-        ClientHandle { ghost: Some(ghost), ..Self::unattached(uid, None, now) }
+        ClientHandle { ghost: Some(ghost), attach_by: None, ..Self::unattached(uid, None, now) }
     }
 
     /// A forked process's handle, waiting for the ghost its parent's ghost forks.
@@ -265,6 +267,23 @@ impl State {
             tracing::warn!(id, "no ghost came for the process; killing it");
             self.drop_client(id);
         }
+    }
+
+    /// The rfork of process `id` has answered: its ghost has the usual time
+    /// to attach from now on.
+    fn attach_from_now(&mut self, id: ProcId) {
+        if let Some(h) = self.clients.get_mut(&id).filter(|h| h.tx.is_none()) {
+            h.attach_by = Some(Instant::now() + ATTACH_TIMEOUT);
+        }
+    }
+
+    /// Takes back an rforked process that was not restored (or whose rfork
+    /// was given up): no handle, no process, nothing on its node.
+    fn abandon(&mut self, id: ProcId) {
+        self.clients.remove(&id);
+        let effect = self.engine.client_gone(id);
+        self.apply(effect.into_iter().collect());
+        self.engine.forget(id);
     }
 
     /// The process's ghost is gone for good: forget the handle and kill the
