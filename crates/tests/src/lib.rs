@@ -174,3 +174,18 @@ pub fn spawn_bpsh(c: &Cluster, args: &[&str]) -> Child {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start bpsh {args:?}: {e}"))
 }
+
+/// Builds the test program `c/NAME.c` into `dir` as a BProc user builds
+/// one, `cc NAME.c -lbproc` (libbproc.so and sys/bproc.h are installed by
+/// `bash x.sh setup`); returns its path.
+pub fn c_program(name: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("c").join(format!("{name}.c"));
+    let out = dir.join(name);
+    let cc = Command::new("cc").arg(&src).arg("-o").arg(&out).arg("-lbproc").output().expect("run cc");
+    assert!(
+        cc.status.success(),
+        "cc {name}.c -lbproc failed (libbproc.so and sys/bproc.h are installed by bash x.sh setup): {}",
+        text(&cc.stderr)
+    );
+    out
+}

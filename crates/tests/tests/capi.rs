@@ -4,25 +4,10 @@
 //! migration calls, and the calls that give ENOSYS. A C program built with
 //! `cc capi.c -lbproc` prints one result per line; every line is checked.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use tests::{cluster, collect, proc_state, remote_processes, run, spawn_bpsh, text, wait_for, wait_remote};
-
-/// The test program, built as a BProc user builds one (libbproc.so and
-/// sys/bproc.h installed by `bash x.sh setup`).
-fn capi_program(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/capi.c");
-    let out = dir.join("capi");
-    let cc = Command::new("cc").arg(&src).arg("-o").arg(&out).arg("-lbproc").output().expect("run cc");
-    assert!(
-        cc.status.success(),
-        "cc capi.c -lbproc failed (libbproc.so and sys/bproc.h are installed by bash x.sh setup): {}",
-        text(&cc.stderr)
-    );
-    out
-}
 
 /// What capi.c prints on 3 nodes with node 2 down, node 0 at `addr` and one
 /// remote process (global PID `ghost`) on node 0.
@@ -142,7 +127,7 @@ fn the_c_api_lists_nodes_parses_node_specs_and_gives_enosys_for_what_it_lacks() 
     c.kill_slave(2, libc::SIGKILL).expect("kill node 2's slave");
     c.wait_node_state(2, "down", Duration::from_secs(10)).expect("node 2 down");
     let addr = c.node_addr(0).expect("node 0's address").to_string();
-    let program = capi_program(c.state_dir());
+    let program = tests::c_program("capi", c.state_dir());
 
     let mut bpsh = spawn_bpsh(&c, &["0", "sleep", "100"]);
     let remote = wait_remote(&c, 0, "sleep");

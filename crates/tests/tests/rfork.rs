@@ -10,20 +10,6 @@ use std::time::Duration;
 
 use tests::{cluster, collect, proc_state, remote_processes, text, wait_for};
 
-/// The test program, built as a BProc user builds one: `cc prog.c -lbproc`
-/// (libbproc.so and sys/bproc.h installed by `bash x.sh setup`).
-fn rfork_program(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/rfork.c");
-    let out = dir.join("rfork");
-    let cc = Command::new("cc").arg(&src).arg("-o").arg(&out).arg("-lbproc").output().expect("run cc");
-    assert!(
-        cc.status.success(),
-        "cc rfork.c -lbproc failed (libbproc.so and sys/bproc.h are installed by bash x.sh setup): {}",
-        text(&cc.stderr)
-    );
-    out
-}
-
 /// The two front ends of the same checks: the C API (a program built with
 /// `cc -lbproc`) and the Rust API (`bproc-rfork-rs`).
 #[derive(Clone, Copy, Debug)]
@@ -35,7 +21,7 @@ enum Api {
 /// `MODE args...` of the rfork program of `api` (rfork.c takes no mode word).
 fn rfork_command(c: &tests::Cluster, api: Api) -> Command {
     let mut cmd = match api {
-        Api::C => Command::new(rfork_program(c.state_dir())),
+        Api::C => Command::new(tests::c_program("rfork", c.state_dir())),
         Api::Rust => {
             let mut cmd = Command::new(c.bin("bproc-rfork-rs"));
             cmd.arg("rfork");
@@ -220,23 +206,10 @@ fn a_failed_move_gives_the_caller_back_the_sockets_it_could_not_carry() {
     assert!(remote_processes(&c).is_empty(), "nothing left");
 }
 
-/// The vector test program (`c/vector.c`), built with `cc prog.c -lbproc`.
-fn vector_program(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/vector.c");
-    let out = dir.join("vector");
-    let cc = Command::new("cc").arg(&src).arg("-o").arg(&out).arg("-lbproc").output().expect("run cc");
-    assert!(
-        cc.status.success(),
-        "cc vector.c -lbproc failed (bash x.sh setup installs libbproc): {}",
-        text(&cc.stderr)
-    );
-    out
-}
-
 /// The vector program of `api`.
 fn vector(c: &tests::Cluster, api: Api) -> PathBuf {
     match api {
-        Api::C => vector_program(c.state_dir()),
+        Api::C => tests::c_program("vector", c.state_dir()),
         Api::Rust => c.bin("bproc-rfork-rs"),
     }
 }
@@ -338,7 +311,7 @@ fn execmove_and_vexecmove_run_programs_on_nodes_with_bproc_rank() {
 #[test]
 fn killing_the_slave_during_a_one_gib_migration_fails_the_rfork_and_leaves_nothing() {
     let mut c = cluster(2);
-    let program = rfork_program(c.state_dir());
+    let program = tests::c_program("rfork", c.state_dir());
     let master = c.master_pid().expect("the master's pid");
     let mut parent = Command::new(&program)
         .args(["1", "/etc/services"])
