@@ -3,15 +3,15 @@
 //! on the master, a move out of a node).
 //!
 //! The image's `pages-1.img` (where CRIU puts a single process's memory) is
-//! a FIFO: CRIU writes the pages into it, a pump reads them into a small
-//! bounded channel, and they go out as chunks of that file; once the dump
-//! is done, the other (small) files follow from the directory. With no
-//! receiver (or one that went), the pump reads and drops the rest, so CRIU
-//! never blocks for good.
+//! a FIFO: CRIU writes the pages into it, and one task reads them into a
+//! small bounded channel as chunks of that file; once the dump is done, the
+//! other (small) files follow from the directory. With no receiver (or one
+//! that went), the task reads and drops the rest, so CRIU never blocks for
+//! good.
 
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use proto::v1;
 
 use crate::checkpoint::IMAGE_CHUNK;
@@ -26,73 +26,36 @@ pub type Dumped = watch::Receiver<Option<Result<(), String>>>;
 /// Where the dump's end is told.
 pub type DumpEnd = watch::Sender<Option<Result<(), String>>>;
 
-/// Pages as CRIU writes them, and the end of the dump.
-struct LivePages {
-    chunks: mpsc::Receiver<Bytes>,
-    dumped: Dumped,
-}
-
 /// A live image of a dump into `dir` that is about to start: its chunks, in
 /// the order a receiver writes them (`Err` when the dump failed), and where
 /// the dump's end is to be told.
 pub fn live_image(dir: &Path) -> std::io::Result<(mpsc::Receiver<Result<v1::ImageChunk, String>>, DumpEnd)> {
-    let (pages, end) = prepare(dir)?;
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(produce(dir.to_path_buf(), pages, tx));
-    Ok((rx, end))
-}
-
-/// The pages first, as CRIU writes them (one chunk at least: the file
-/// exists even when empty); then, the dump done, the other files.
-async fn produce(dir: PathBuf, mut live: LivePages, tx: mpsc::Sender<Result<v1::ImageChunk, String>>) {
-    let mut sent = false;
-    while let Some(data) = live.chunks.recv().await {
-        sent = true;
-        if tx.send(Ok(v1::ImageChunk { file: PAGES.into(), data })).await.is_err() {
-            return;
-        }
-    }
-    if !sent && tx.send(Ok(v1::ImageChunk { file: PAGES.into(), data: Bytes::new() })).await.is_err() {
-        return;
-    }
-    let ended = live.dumped.wait_for(Option::is_some).await.map(|r| r.clone());
-    match ended {
-        Ok(Some(Ok(()))) => {}
-        Ok(Some(Err(why))) => {
-            let _ = tx.send(Err(format!("the checkpoint failed: {why}"))).await;
-            return;
-        }
-        Ok(None) | Err(_) => {
-            let _ = tx.send(Err("the checkpoint was abandoned".into())).await;
-            return;
-        }
-    }
-    // The rest (the FIFO is no regular file: skipped).
-    if let Err(e) = crate::checkpoint::stream_image(&dir, &tx, Ok).await {
-        let _ = tx.send(Err(format!("reading the image: {e}"))).await;
-    }
-}
-
-/// Makes `dir`'s pages file a FIFO and starts the pump that reads it; the
-/// dump's end is to be sent on the returned sender.
-fn prepare(dir: &Path) -> std::io::Result<(LivePages, DumpEnd)> {
     let fifo = dir.join(PAGES);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)?;
     // Read and write: opening never waits for CRIU, and reads never see an
     // end of file before the dump's end is known.
     let reader = tokio::net::unix::pipe::OpenOptions::new().read_write(true).open_receiver(&fifo)?;
-    let (tx, chunks) = mpsc::channel(4);
-    let (done_tx, dumped) = watch::channel(None);
-    tokio::spawn(pump(reader, tx, dumped.clone()));
-    Ok((LivePages { chunks, dumped }, done_tx))
+    let (tx, rx) = mpsc::channel(4);
+    let (end, dumped) = watch::channel(None);
+    tokio::spawn(produce(dir.to_path_buf(), reader, tx, dumped));
+    Ok((rx, end))
 }
 
-/// Moves the FIFO's pages into `tx` in chunks until the dump has ended and
-/// the FIFO is empty; without a receiver, drops them.
-async fn pump(mut fifo: tokio::net::unix::pipe::Receiver, tx: mpsc::Sender<Bytes>, mut dumped: Dumped) {
+/// The pages first, in chunks as CRIU writes them (one chunk at least: the
+/// file exists even when empty), until the dump has ended and the FIFO is
+/// empty; without a receiver they are dropped, so CRIU goes on. Then, if
+/// the dump succeeded, the other files.
+async fn produce(
+    dir: PathBuf,
+    mut fifo: tokio::net::unix::pipe::Receiver,
+    tx: mpsc::Sender<Result<v1::ImageChunk, String>>,
+    mut dumped: Dumped,
+) {
     let mut buf = BytesMut::with_capacity(IMAGE_CHUNK);
+    let mut sent = false;
     let mut over = false;
     loop {
+        let mut last = false;
         if !over {
             tokio::select! {
                 biased;
@@ -105,24 +68,35 @@ async fn pump(mut fifo: tokio::net::unix::pipe::Receiver, tx: mpsc::Sender<Bytes
             }
         } else {
             // The dump has ended: what is left in the FIFO is all there is.
-            match fifo.try_read_buf(&mut buf) {
-                Ok(n) if n > 0 => {}
-                _ => {
-                    if !buf.is_empty() && !tx.is_closed() {
-                        let _ = tx.send(buf.freeze()).await;
-                    }
-                    return;
-                }
-            }
+            last = !matches!(fifo.try_read_buf(&mut buf), Ok(n) if n > 0);
         }
-        if buf.len() >= IMAGE_CHUNK {
-            let chunk = buf.split().freeze();
+        if buf.len() >= IMAGE_CHUNK || (last && (!buf.is_empty() || !sent)) {
+            let data = buf.split().freeze();
             buf.reserve(IMAGE_CHUNK);
-            // No receiver (no fetch, or it failed): drop, keep CRIU going.
+            sent = true;
             if !tx.is_closed() {
-                let _ = tx.send(chunk).await;
+                let _ = tx.send(Ok(v1::ImageChunk { file: PAGES.into(), data })).await;
             }
         }
+        if last {
+            break;
+        }
+    }
+    let ended = dumped.borrow().clone();
+    match ended {
+        Some(Ok(())) => {}
+        Some(Err(why)) => {
+            let _ = tx.send(Err(format!("the checkpoint failed: {why}"))).await;
+            return;
+        }
+        None => {
+            let _ = tx.send(Err("the checkpoint was abandoned".into())).await;
+            return;
+        }
+    }
+    // The rest (the FIFO is no regular file: skipped).
+    if let Err(e) = crate::checkpoint::stream_image(&dir, &tx, Ok).await {
+        let _ = tx.send(Err(format!("reading the image: {e}"))).await;
     }
 }
 
@@ -141,7 +115,7 @@ mod tests {
     #[tokio::test]
     async fn pages_written_to_the_fifo_arrive_in_order_and_the_end_follows_the_dump() {
         let d = dir("order");
-        let (mut live, done) = prepare(&d).expect("prepare");
+        let (mut chunks, done) = live_image(&d).expect("live image");
         let path = d.join(PAGES);
         let writer = std::thread::spawn(move || {
             let mut f = std::fs::OpenOptions::new().write(true).open(path).expect("open the fifo");
@@ -151,9 +125,11 @@ mod tests {
         });
         let mut got = Vec::new();
         let collect = async {
-            while let Some(chunk) = live.chunks.recv().await {
-                assert!(chunk.len() <= IMAGE_CHUNK);
-                got.extend_from_slice(&chunk);
+            while let Some(chunk) = chunks.recv().await {
+                let chunk = chunk.expect("no error");
+                assert_eq!(chunk.file, PAGES);
+                assert!(chunk.data.len() <= IMAGE_CHUNK);
+                got.extend_from_slice(&chunk.data);
             }
         };
         let finish = async {
@@ -169,8 +145,8 @@ mod tests {
     #[tokio::test]
     async fn without_a_fetcher_the_writer_never_blocks() {
         let d = dir("nobody");
-        let (live, done) = prepare(&d).expect("prepare");
-        drop(live.chunks);
+        let (chunks, done) = live_image(&d).expect("live image");
+        drop(chunks);
         let path = d.join(PAGES);
         let wrote = tokio::task::spawn_blocking(move || {
             let mut f = std::fs::OpenOptions::new().write(true).open(path).expect("open the fifo");
@@ -181,6 +157,19 @@ mod tests {
             .expect("not blocked")
             .expect("join"));
         done.send(Some(Ok(()))).expect("send");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test]
+    async fn a_failed_dump_ends_the_image_with_its_error() {
+        let d = dir("failed");
+        let (mut chunks, done) = live_image(&d).expect("live image");
+        done.send(Some(Err("no such process".into()))).expect("send");
+        let first = chunks.recv().await.expect("a chunk").expect("the (empty) pages");
+        assert_eq!((first.file.as_str(), first.data.len()), (PAGES, 0));
+        let err = chunks.recv().await.expect("the error").expect_err("an error");
+        assert!(err.contains("no such process"), "{err}");
+        assert!(chunks.recv().await.is_none(), "nothing after it");
         let _ = std::fs::remove_dir_all(&d);
     }
 }

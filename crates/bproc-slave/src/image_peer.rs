@@ -110,18 +110,7 @@ pub fn serve_unix(shelf: Shelf, path: &std::path::Path) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
-    tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .add_service(
-                v1::image_peer_server::ImagePeerServer::new(ImagePeerService { shelf })
-                    .max_encoding_message_size(proto::MAX_MESSAGE_SIZE),
-            )
-            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "the image peer service (Unix socket) stopped");
-        }
-    });
+    tokio::spawn(run(shelf, tokio_stream::wrappers::UnixListenerStream::new(listener), "Unix socket"));
     Ok(())
 }
 
@@ -129,19 +118,23 @@ pub fn serve_unix(shelf: Shelf, path: &std::path::Path) -> std::io::Result<()> {
 pub async fn serve(shelf: Shelf) -> std::io::Result<u16> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", 0)).await?;
     let port = listener.local_addr()?.port();
-    tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .add_service(
-                v1::image_peer_server::ImagePeerServer::new(ImagePeerService { shelf })
-                    .max_encoding_message_size(proto::MAX_MESSAGE_SIZE),
-            )
-            .serve_with_incoming(TcpListenerStream::new(listener))
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "the image peer service stopped");
-        }
-    });
+    tokio::spawn(run(shelf, TcpListenerStream::new(listener), "TCP"));
     Ok(port)
+}
+
+/// Runs the service on the connections `incoming` brings.
+async fn run<S, IO, E>(shelf: Shelf, incoming: S, what: &'static str)
+where
+    S: tokio_stream::Stream<Item = Result<IO, E>>,
+    IO: tonic::transport::server::Connected + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let service = v1::image_peer_server::ImagePeerServer::new(ImagePeerService { shelf })
+        .max_encoding_message_size(proto::MAX_MESSAGE_SIZE);
+    if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await {
+        tracing::warn!(error = %e, over = what, "the image peer service stopped");
+    }
 }
 
 #[cfg(test)]

@@ -250,7 +250,7 @@ impl MasterService {
         };
         let mut st = self.shared.lock();
         let (id, conn) = st.engine.migrate(cred, &spec).map_err(convert::spawn_status)?;
-        st.clients.insert(id, ClientHandle::awaiting(r.pid, cred.uid, std::time::Instant::now()));
+        st.clients.insert(id, ClientHandle::awaiting(r.pid, cred.uid));
         st.busy = true;
         Ok(Copy { id, conn, pid: r.pid, child })
     }

@@ -94,21 +94,26 @@ impl ClientHandle {
     /// `ghost`) to become its ghost. No deadline yet: the copy can attach
     /// only once the rfork has answered, however long the restore takes
     /// ([`State::attach_from_now`] sets it then).
-    fn awaiting(ghost: i32, uid: u32, now: Instant) -> Self {
-        ClientHandle { ghost: Some(ghost), attach_by: None, ..Self::unattached(uid, None, now) }
+    fn awaiting(ghost: i32, uid: u32) -> Self {
+        Self::not_attached(Some(ghost), uid)
     }
 
     /// A forked process's handle, waiting for the ghost its parent's ghost forks.
     fn unattached(uid: u32, parent_ghost: Option<i32>, now: Instant) -> Self {
+        ClientHandle { parent_ghost, attach_by: Some(now + ATTACH_TIMEOUT), ..Self::not_attached(None, uid) }
+    }
+
+    /// A handle that no ghost has attached to yet (and no deadline).
+    fn not_attached(ghost: Option<i32>, uid: u32) -> Self {
         ClientHandle {
             tx: None,
             pending: Vec::new(),
             finished: false,
             gen: 0,
-            ghost: None,
+            ghost,
             uid,
-            parent_ghost,
-            attach_by: Some(now + ATTACH_TIMEOUT),
+            parent_ghost: None,
+            attach_by: None,
             stdin_outstanding: 0,
         }
     }

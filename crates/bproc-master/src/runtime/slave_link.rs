@@ -24,7 +24,7 @@ pub struct SlaveLinkService {
 #[tonic::async_trait]
 impl v1::slave_link_server::SlaveLink for SlaveLinkService {
     type AttachStream = UnboundedReceiverStream<Result<v1::MasterMsg, Status>>;
-    type FetchImageStream = tokio_stream::wrappers::ReceiverStream<Result<v1::ImageChunk, Status>>;
+    type FetchImageStream = ImageStream;
 
     async fn move_out(&self, req: Request<Streaming<v1::MoveOutChunk>>) -> Result<Response<v1::MoveOutReply>, Status> {
         let from = req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
@@ -261,46 +261,33 @@ async fn relay_image(
     }
 }
 
-/// Streams image `name` to a slave: a live image's pages as CRIU writes
-/// them, then the image's files.
-pub(super) fn serve_image(
-    shared: &Shared,
-    name: String,
-) -> Result<tokio_stream::wrappers::ReceiverStream<Result<v1::ImageChunk, Status>>, Status> {
-    enum Source {
-        Dir(std::path::PathBuf),
-        Live(super::client_api::LiveChunks),
-    }
-    let (tx, out) = tokio::sync::mpsc::channel(4);
-    let source = {
+/// What a slave fetching an image receives.
+pub(super) type ImageStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::ImageChunk, Status>> + Send>>;
+
+/// Streams image `name` to a slave: a live image's chunks as they are made
+/// (straight from their channel), or an image's files.
+pub(super) fn serve_image(shared: &Shared, name: String) -> Result<ImageStream, Status> {
+    use tokio_stream::StreamExt;
+    let dir = {
         let mut st = shared.lock();
         match st.images.get_mut(&name).ok_or_else(|| Status::not_found("no such image"))? {
-            super::Image::Files(dir) => Source::Dir(dir.clone()),
-            super::Image::Live(chunks) => Source::Live(
-                chunks.take().ok_or_else(|| Status::failed_precondition("the image is being fetched already"))?,
-            ),
+            super::Image::Files(dir) => dir.clone(),
+            super::Image::Live(chunks) => {
+                let chunks =
+                    chunks.take().ok_or_else(|| Status::failed_precondition("the image is being fetched already"))?;
+                let stream = tokio_stream::wrappers::ReceiverStream::new(chunks).map(|c| c.map_err(Status::aborted));
+                return Ok(Box::pin(stream));
+            }
         }
     };
-    match source {
-        Source::Dir(dir) => {
-            tokio::spawn(async move {
-                if let Err(e) = bproc_daemon::checkpoint::stream_image(&dir, &tx, Ok).await {
-                    let _ = tx.send(Err(Status::internal(format!("reading the image: {e}")))).await;
-                }
-            });
+    let (tx, out) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        if let Err(e) = bproc_daemon::checkpoint::stream_image(&dir, &tx, Ok).await {
+            let _ = tx.send(Err(Status::internal(format!("reading the image: {e}")))).await;
         }
-        Source::Live(mut chunks) => {
-            tokio::spawn(async move {
-                while let Some(chunk) = chunks.recv().await {
-                    let failed = chunk.is_err();
-                    if tx.send(chunk.map_err(Status::aborted)).await.is_err() || failed {
-                        return;
-                    }
-                }
-            });
-        }
-    }
-    Ok(tokio_stream::wrappers::ReceiverStream::new(out))
+    });
+    Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out)))
 }
 
 /// The master's images for slaves on its own host, on a Unix socket (root
@@ -311,7 +298,7 @@ pub struct LocalImages {
 
 #[tonic::async_trait]
 impl v1::image_peer_server::ImagePeer for LocalImages {
-    type FetchImageStream = tokio_stream::wrappers::ReceiverStream<Result<v1::ImageChunk, Status>>;
+    type FetchImageStream = ImageStream;
 
     async fn fetch_image(
         &self,
