@@ -8,8 +8,22 @@ NAME=demo
 
 show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
+# On failure, what the daemons logged of it goes to stderr before the cluster goes down.
+finish() {
+  local status=$?
+  if [ "$status" != 0 ]; then
+    for log in /run/bproc/clusters/"$NAME"/*.log; do
+      [ -f "$log" ] || continue
+      echo "--- warnings and errors in $log:" >&2
+      grep -E 'WARN|ERROR|failed' "$log" | tail -n 20 >&2 || true
+    done
+  fi
+  rm -rf "${work:-}"
+  bpcluster down --name "$NAME" >/dev/null
+  exit "$status"
+}
 bpcluster gc --name "$NAME" >/dev/null
-trap 'bpcluster down --name "$NAME" >/dev/null' EXIT
+trap finish EXIT
 show "bpcluster up --nodes 4 --name $NAME"
 out=$(bpcluster up --nodes 4 --name "$NAME")
 echo "$out"
@@ -29,8 +43,14 @@ bpsh 2 sh -c 'exit 7'; echo "exit status $?"
 show "bpsh 3 sh -c 'echo pid \$\$ on \$(hostname); exec sleep 60' &    # a remote process"
 bpsh 3 sh -c 'echo pid $$ on $(hostname); exec sleep 60' &
 bpsh_pid=$!
-for _ in $(seq 200); do bpstat -p | grep -q ' 3 ' && break; sleep 0.05; done
-ghost=$(bpstat -p --json | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+# Its ghost's PID, once the ghost is there (until then bpstat -p shows "-").
+ghost=
+for _ in $(seq 200); do
+  ghost=$(bpstat -p --json | grep -o '"pid":[1-9][0-9]*' | head -n 1 | cut -d: -f2)
+  [ -n "$ghost" ] && break
+  sleep 0.05
+done
+[ -n "$ghost" ] || { echo "demo: the remote process got no ghost" >&2; exit 1; }
 show "bpstat -p                   # global PID and node"
 bpstat -p
 show "ps -o pid,ppid,stat,args -p $ghost    # the same PID is a process here: the ghost, under bpsh, exec'd as its process did"
@@ -46,7 +66,6 @@ wait "$bpsh_pid"; echo "bpsh ended with status $? (128+15: its remote process di
 set -e
 # rfork from C: the program below is BProc's own API, built with `cc rfork.c -lbproc`.
 work=$(mktemp -d)
-trap 'rm -rf "$work"; bpcluster down --name "$NAME" >/dev/null' EXIT
 cc -o "$work/rfork" "$(dirname "$0")/../crates/tests/c/rfork.c" -lbproc
 show "cc rfork.c -lbproc; ./rfork 2 /etc/services   # bproc_rfork(2): the child runs on node 2, its PID the same"
 BPROC_GHOST_BIN="$BIN/bpghost" "$work/rfork" 2 /etc/services
