@@ -22,6 +22,10 @@ struct Args {
 }
 
 fn main() {
+    // Like any filter's source, bpstat ends quietly when its reader goes
+    // (`bpstat -p | grep -q ...`) instead of failing to print.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| {
         eprintln!("bpstat: cannot start: {e}");
