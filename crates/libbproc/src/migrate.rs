@@ -67,21 +67,33 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T, BprocError>>) 
     rt.block_on(f)
 }
 
+/// The largest deleted file a checkpoint carries (CRIU's ghost-file limit):
+/// CRIU copies a deleted file's content into the image, and refuses larger
+/// ones.
+const GHOST_LIMIT: u64 = 1 << 20;
+
 /// Whether a checkpoint carries the open file whose `/proc/self/fd` link is
-/// `link` to a node: files and directories by path, the plain devices
+/// `link` (and whose size is `size`) to a node: files and directories by
+/// path (a deleted one up to [`GHOST_LIMIT`]), the plain devices
 /// (`/dev/null`, `/dev/zero`, `/dev/full`, `/dev/random`, `/dev/urandom`),
 /// pipes, and the eventfd, signalfd and timerfd kinds. Sockets (their peers
 /// stay behind), other devices (terminals stay with the front end's
-/// sessions; a node may lack the rest), epoll sets (they may watch such
-/// sockets), pidfds, inotify, io_uring, BPF and perf objects are not: as
-/// BProc dropped every descriptor it could not move, a copy on a node goes
-/// on without them.
-fn carried(link: &str) -> bool {
+/// sessions; a node may lack the rest), files of the front end's /proc and
+/// /sys (they name its processes and devices), epoll sets (they may watch
+/// such sockets), pidfds, inotify, io_uring, BPF and perf objects are not:
+/// as BProc dropped every descriptor it could not move, a copy on a node
+/// goes on without them.
+fn carried(link: &str, size: u64) -> bool {
     if let Some(device) = link.strip_prefix("/dev/") {
         return matches!(device, "null" | "zero" | "full" | "random" | "urandom") || device.starts_with("shm/");
     }
+    if link.starts_with("/proc/") || link.starts_with("/sys/") {
+        return false;
+    }
     if link.starts_with('/') {
-        return true;
+        // A memfd travels as one; another deleted file as a copy.
+        let deleted = link.ends_with(" (deleted)") && !link.starts_with("/memfd:");
+        return !deleted || size <= GHOST_LIMIT;
     }
     link.starts_with("pipe:[")
         || matches!(link, "anon_inode:[eventfd]" | "anon_inode:[signalfd]" | "anon_inode:[timerfd]")
@@ -91,18 +103,31 @@ fn carried(link: &str) -> bool {
 /// (see [`carried`]), with whether each is close-on-exec.
 fn uncarried_fds() -> Vec<(i32, bool)> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+    let fds: Vec<i32> =
+        dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok())).collect();
     let mut out = Vec::new();
-    for entry in dir.flatten() {
-        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        // The listing's own descriptor is gone by the time it is read.
-        let Ok(link) = std::fs::read_link(entry.path()) else { continue };
-        if fd > 2 && !carried(&link.to_string_lossy()) {
+    for fd in fds {
+        // The listing's own descriptor is closed by now, and skipped.
+        let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else { continue };
+        if fd > 2 && !carried(&link.to_string_lossy(), fd_size(fd)) {
             // SAFETY: F_GETFD only reads the descriptor's flags.
             let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
             out.push((fd, flags >= 0 && flags & libc::FD_CLOEXEC != 0));
         }
     }
     out
+}
+
+/// The size of the file open on `fd` (0 when fstat fails).
+fn fd_size(fd: i32) -> u64 {
+    // SAFETY: fstat writes only into `st`, a plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `fd` is only read.
+    if unsafe { libc::fstat(fd, &mut st) } == 0 {
+        st.st_size as u64
+    } else {
+        0
+    }
 }
 
 /// Takes back descriptors `fds` that this process closed, from process
@@ -135,6 +160,100 @@ fn take_back(from: i32, fds: &[(i32, bool)]) {
             }
         }
         libc::close(pidfd);
+    }
+}
+
+/// The stdio of a process about to be checkpointed that is not a pipe (a
+/// terminal, a file, a socket, /dev/null): it is swapped for pipes first,
+/// so that the checkpoint holds only pipes there, which the node replaces
+/// by its relays. CRIU could not otherwise restore a terminal that is some
+/// session's controlling one, nor a deleted log file, nor a TCP socket. The
+/// copy left on the front end takes the originals back from a process that
+/// still has them (the rfork caller, or the move's helper) before it
+/// becomes the ghost.
+#[derive(Clone, Copy, Default)]
+struct StdioSwap {
+    /// (fd, close-on-exec) of each swapped descriptor; `len` are in use.
+    fds: [(i32, bool); 3],
+    len: usize,
+    /// Stdout and stderr are the same file: they share one pipe (and so one
+    /// relay, keeping their order).
+    shared_output: bool,
+}
+
+impl StdioSwap {
+    /// What to swap in this process (nothing if it is not dumpable: then no
+    /// other process may take the originals back from it).
+    fn plan() -> Self {
+        let mut swap = StdioSwap::default();
+        // SAFETY: PR_GET_DUMPABLE only reads a flag of this process.
+        if unsafe { libc::prctl(libc::PR_GET_DUMPABLE) } != 1 {
+            return swap;
+        }
+        for fd in 0..3 {
+            let Ok(link) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else { continue };
+            if link.to_string_lossy().starts_with("pipe:[") {
+                continue;
+            }
+            // SAFETY: F_GETFD only reads the descriptor's flags.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            swap.fds[swap.len] = (fd, flags >= 0 && flags & libc::FD_CLOEXEC != 0);
+            swap.len += 1;
+        }
+        let id = |fd: i32| {
+            std::fs::metadata(format!("/proc/self/fd/{fd}")).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino(), m.rdev())
+            })
+        };
+        let swapped = |fd: i32| swap.fds[..swap.len].iter().any(|(f, _)| *f == fd);
+        swap.shared_output = swapped(1) && swapped(2) && id(1).is_some() && id(1) == id(2);
+        swap
+    }
+
+    fn fds(&self) -> &[(i32, bool)] {
+        &self.fds[..self.len]
+    }
+
+    /// Puts pipes in place of the planned descriptors: stdin reads from one
+    /// nobody writes, stdout and stderr write into one nobody reads.
+    ///
+    /// # Safety
+    /// Raw system calls only (it may run in the child of a fork).
+    unsafe fn apply(&self) {
+        let mut out = -1;
+        // SAFETY: pipe2, dup2, fcntl and close on descriptors this process owns.
+        unsafe {
+            for &(fd, cloexec) in self.fds() {
+                let mut ends = [-1; 2];
+                if fd == 0 {
+                    if libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+                        continue;
+                    }
+                    libc::dup2(ends[0], 0);
+                    libc::close(ends[0]);
+                    libc::close(ends[1]);
+                } else if out >= 0 && self.shared_output {
+                    libc::dup2(out, fd);
+                } else {
+                    if libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+                        continue;
+                    }
+                    libc::dup2(ends[1], fd);
+                    libc::close(ends[0]);
+                    if out >= 0 {
+                        libc::close(out);
+                    }
+                    out = ends[1];
+                }
+                if cloexec {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
+            if out >= 0 {
+                libc::close(out);
+            }
+        }
     }
 }
 
@@ -302,6 +421,9 @@ struct Waiting {
     marker_fd: i32,
     /// Our end of the marker pipe.
     mark: std::fs::File,
+    /// Ends (EOF) when the child has exec'd the ghost or ended: until then
+    /// it may be taking its stdio back from us.
+    settled: std::fs::File,
 }
 
 /// Which side of [`fork_waiting`] returned.
@@ -315,15 +437,27 @@ enum Side {
 
 impl Waiting {
     /// Tells the child the master's verdict: the copy here becomes the ghost
-    /// of process `id`, or (on failure) ends, and is reaped.
-    fn finish(mut self, verdict: Result<u64, BprocError>) -> Result<i32, BprocError> {
+    /// of process `id`, or (on failure) ends, and is reaped. Returns once
+    /// the child no longer needs this process's stdio.
+    fn finish(self, verdict: Result<u64, BprocError>) -> Result<i32, BprocError> {
+        let (result, settled) = self.tell(verdict);
+        if let Some(settled) = settled {
+            settle(settled);
+        }
+        result
+    }
+
+    /// [`Waiting::finish`] without the wait for the child (see [`settle`]).
+    fn tell(mut self, verdict: Result<u64, BprocError>) -> (Result<i32, BprocError>, Option<std::fs::File>) {
         match verdict {
             Ok(id) => {
                 let mut msg = [0u8; 9];
                 msg[0] = b'G';
                 msg[1..].copy_from_slice(&id.to_le_bytes());
-                self.mark.write_all(&msg).map_err(|e| BprocError::System(format!("marker: {e}")))?;
-                Ok(self.pid)
+                match self.mark.write_all(&msg) {
+                    Ok(()) => (Ok(self.pid), Some(self.settled)),
+                    Err(e) => (Err(BprocError::System(format!("marker: {e}"))), None),
+                }
             }
             Err(e) => {
                 let _ = self.mark.write_all(b"F");
@@ -331,26 +465,36 @@ impl Waiting {
                 let mut status = 0;
                 // SAFETY: waitpid on our own child writes only `status`.
                 unsafe { libc::waitpid(self.pid, &mut status, 0) };
-                Err(e)
+                (Err(e), None)
             }
         }
     }
 }
 
+/// Waits until a child told its verdict has exec'd the ghost (or ended).
+fn settle(mut settled: std::fs::File) {
+    let mut buf = [0u8; 16];
+    while settled.read(&mut buf).is_ok_and(|n| n > 0) {}
+}
+
 /// Forks a child that waits on a marker pipe: "N" (the copy restored on the
 /// node reads it) makes it return [`Side::Child`]; "G" and a process id make
-/// it exec the ghost; anything else ends it. The child first closes
-/// `close_in_child` (other children's markers, in a vector call) and the
-/// descriptors a checkpoint cannot carry. Returns once the child is waiting.
+/// it take its stdio back from us and exec the ghost; anything else ends it.
+/// The child first closes `close_in_child` (other children's pipes, in a
+/// vector call) and the descriptors a checkpoint cannot carry, and swaps
+/// its stdio for pipes (see [`StdioSwap`]). Returns once the child is
+/// waiting.
 fn fork_waiting(node: i32, close_in_child: &[i32]) -> Result<Side, BprocError> {
     let mut ghost = GhostExec::new(node)?;
     let uncarried = uncarried_fds();
+    let swap = StdioSwap::plan();
     let (mark_r, mark_w) = pipe()?;
     let (ready_r, ready_w) = pipe()?;
     let marker_fd = mark_r.as_raw_fd();
     // SAFETY: the child below only makes raw system calls (close, write,
-    // read, execve, _exit) on memory prepared above, or returns as the node's
-    // copy once restored (a plain single-threaded copy, as after fork).
+    // read, pipe2, dup2, pidfd_getfd, execve, _exit) on memory prepared
+    // above, or returns as the node's copy once restored (a plain
+    // single-threaded copy, as after fork).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(BprocError::System(format!("fork: {}", std::io::Error::last_os_error())));
@@ -362,8 +506,9 @@ fn fork_waiting(node: i32, close_in_child: &[i32]) -> Result<Side, BprocError> {
             for fd in close_in_child.iter().chain(uncarried.iter().map(|(fd, _)| fd)) {
                 libc::close(*fd);
             }
+            swap.apply();
+            // `ready_w` stays open (close-on-exec) until the ghost's exec.
             libc::write(ready_w.as_raw_fd(), b"r".as_ptr().cast(), 1);
-            drop(ready_w);
             // Whoever writes the verdict closes the pipe after it.
             let mut buf = [0u8; 9];
             let mut got = 0;
@@ -376,11 +521,12 @@ fn fork_waiting(node: i32, close_in_child: &[i32]) -> Result<Side, BprocError> {
             }
             match buf[0] {
                 b'N' => {
-                    drop(mark_r);
+                    drop((mark_r, ready_w));
                     let rank = (got >= 5).then(|| u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]));
                     return Ok(Side::Child { rank });
                 }
                 b'G' if got == buf.len() => {
+                    take_back(libc::getppid(), swap.fds());
                     let mut id = [0u8; 8];
                     id.copy_from_slice(&buf[1..]);
                     ghost.exec(u64::from_le_bytes(id))
@@ -390,9 +536,9 @@ fn fork_waiting(node: i32, close_in_child: &[i32]) -> Result<Side, BprocError> {
         }
     }
     drop((mark_r, ready_w));
-    let mut ready = [0u8; 1];
-    let _ = std::fs::File::from(ready_r).read(&mut ready);
-    Ok(Side::Parent(Waiting { pid, marker_fd, mark: std::fs::File::from(mark_w) }))
+    let mut ready = std::fs::File::from(ready_r);
+    let _ = ready.read(&mut [0u8; 1]);
+    Ok(Side::Parent(Waiting { pid, marker_fd, mark: std::fs::File::from(mark_w), settled: ready }))
 }
 
 /// The environment entry BProc fills with a child's rank in vector calls.
@@ -539,7 +685,8 @@ pub fn vrfork(nodes: &[i32]) -> Result<VForked, BprocError> {
             pids[rank] = Err(libc::ENOSYS);
             continue;
         }
-        let others: Vec<i32> = waiting.iter().map(|(_, _, w)| w.mark.as_raw_fd()).collect();
+        let others: Vec<i32> =
+            waiting.iter().flat_map(|(_, _, w)| [w.mark.as_raw_fd(), w.settled.as_raw_fd()]).collect();
         match fork_waiting(node, &others) {
             // The copy restored on a node may be another sibling's image:
             // the marker says which rank it is.
@@ -562,9 +709,14 @@ pub fn vrfork(nodes: &[i32]) -> Result<VForked, BprocError> {
         Ok(_) => copies.iter().map(|_| Err(BprocError::Transport("the master's answer lacks copies".into()))).collect(),
         Err(e) => copies.iter().map(|_| Err(e.clone())).collect(),
     };
+    // Every child hears its verdict before any is waited for.
+    let mut settling = Vec::new();
     for ((rank, _, w), verdict) in waiting.into_iter().zip(verdicts) {
-        pids[rank] = w.finish(verdict).map_err(|e| e.errno());
+        let (result, settled) = w.tell(verdict);
+        pids[rank] = result.map_err(|e| e.errno());
+        settling.extend(settled);
     }
+    settling.into_iter().for_each(settle);
     Ok(VForked::Parent { pids })
 }
 
@@ -591,10 +743,14 @@ pub fn move_to(node: i32) -> Result<(), BprocError> {
     let managed = std::path::Path::new(crate::client::NODE_SOCKET).exists();
     let (mark_r, mark_w) = pipe()?;
     let marker_fd = mark_r.as_raw_fd();
-    // The helper keeps copies of what the checkpoint cannot carry until the
-    // caller, if the move fails, has taken them back (or `back` closes).
+    // The helper keeps copies of what the checkpoint cannot carry, and of
+    // the stdio swapped for pipes, until the caller has taken them back (or
+    // `back` closes); it asks for the move once `go` closes, when the caller
+    // has put them away.
     let (back_r, back_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
     let uncarried = uncarried_fds();
+    let swap = StdioSwap::plan();
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
     // SAFETY: the helper child forks again and exits; the grandchild talks
@@ -605,12 +761,14 @@ pub fn move_to(node: i32) -> Result<(), BprocError> {
         return Err(BprocError::System(format!("fork: {}", std::io::Error::last_os_error())));
     }
     if helper == 0 {
-        drop((mark_r, back_w));
+        drop((mark_r, back_w, go_w));
         // SAFETY: as above.
         unsafe {
             if libc::fork() != 0 {
                 libc::_exit(0);
             }
+            let mut byte = 0u8;
+            while libc::read(go_r.as_raw_fd(), (&raw mut byte).cast(), 1) > 0 {}
             let verdict = block_on(async {
                 if managed {
                     crate::client::node_move(node, me, marker_fd).await.map(|()| None)
@@ -619,12 +777,14 @@ pub fn move_to(node: i32) -> Result<(), BprocError> {
                     client.rfork(node, me, marker_fd, true).await.map(Some)
                 }
             });
-            let mut msg = [0u8; 9];
+            // "G" id pid, "F" errno pid, or "X".
+            let mut msg = [0u8; 13];
             let len = match verdict {
                 Ok(Some(id)) => {
                     msg[0] = b'G';
-                    msg[1..].copy_from_slice(&id.to_le_bytes());
-                    9
+                    msg[1..9].copy_from_slice(&id.to_le_bytes());
+                    msg[9..13].copy_from_slice(&libc::getpid().to_le_bytes());
+                    13
                 }
                 Ok(None) => {
                     msg[0] = b'X';
@@ -638,23 +798,25 @@ pub fn move_to(node: i32) -> Result<(), BprocError> {
                 }
             };
             libc::write(mark_w.as_raw_fd(), msg.as_ptr().cast(), len);
-            if msg[0] == b'F' {
+            if matches!(msg[0], b'G' | b'F') {
                 // The caller takes its descriptors back, then closes `back`.
-                let mut byte = 0u8;
                 while libc::read(back_r.as_raw_fd(), (&raw mut byte).cast(), 1) > 0 {}
             }
             libc::_exit(0)
         }
     }
-    drop((mark_w, back_r));
+    drop((mark_w, back_r, go_r));
     for (fd, _) in &uncarried {
         // SAFETY: closes a descriptor this process has; the helper has a copy.
         unsafe { libc::close(*fd) };
     }
+    // SAFETY: swaps this process's own stdio; the helper has the originals.
+    unsafe { swap.apply() };
+    drop(go_w);
     let mut status = 0;
     // SAFETY: the helper is our child; waitpid writes only `status`.
     unsafe { libc::waitpid(helper, &mut status, 0) };
-    let mut msg = [0u8; 9];
+    let mut msg = [0u8; 13];
     let mut got = 0;
     while got < msg.len() {
         // SAFETY: reads into our own buffer from our own fd.
@@ -663,21 +825,33 @@ pub fn move_to(node: i32) -> Result<(), BprocError> {
             break;
         }
         got += n as usize;
-        if matches!(msg[0], b'N' | b'X') {
+        // The helper keeps the pipe open after "G" and "F" (until `back` closes).
+        let whole = match msg[0] {
+            b'G' => 13,
+            b'F' => 9,
+            _ => 1,
+        };
+        if got >= whole {
             break;
         }
     }
     drop(mark_r);
+    let word = |at: usize| i32::from_le_bytes([msg[at], msg[at + 1], msg[at + 2], msg[at + 3]]);
     match (msg[0], got) {
         (b'N', _) => Ok(()),
         // The copy left on a node: the process goes on elsewhere.
         // SAFETY: _exit ends this copy at once, as the slave expects.
         (b'X', _) => unsafe { libc::_exit(0) },
-        // SAFETY: exec replaces this copy with its ghost (it allocates nothing).
-        (b'G', 9) => unsafe { ghost.exec(u64::from_le_bytes(msg[1..9].try_into().unwrap_or_default())) },
+        (b'G', 13) => {
+            take_back(word(9), swap.fds());
+            drop(back_w);
+            // SAFETY: exec replaces this copy with its ghost (it allocates nothing).
+            unsafe { ghost.exec(u64::from_le_bytes(msg[1..9].try_into().unwrap_or_default())) }
+        }
         (b'F', 9) => {
-            let errno = i32::from_le_bytes(msg[1..5].try_into().unwrap_or_default());
-            take_back(i32::from_le_bytes(msg[5..9].try_into().unwrap_or_default()), &uncarried);
+            let errno = word(1);
+            take_back(word(5), &uncarried);
+            take_back(word(5), swap.fds());
             drop(back_w);
             Err(match errno {
                 crate::error::errno::BE_INVALIDNODE => BprocError::NoSuchNode(format!("node {node}: no such node")),
@@ -697,22 +871,33 @@ mod tests {
 
     #[test]
     fn files_and_pipes_are_carried_and_sockets_and_terminals_are_not() {
+        let big = 2 * GHOST_LIMIT;
         for link in
             ["/etc/services", "/tmp/x (deleted)", "/dev/null", "/dev/shm/x", "pipe:[12]", "anon_inode:[eventfd]"]
         {
-            assert!(carried(link), "{link}");
+            assert!(carried(link, 100), "{link}");
         }
-        for link in
-            ["socket:[12]", "/dev/pts/3", "/dev/tty", "/dev/kvm", "anon_inode:[eventpoll]", "anon_inode:[pidfd]"]
-        {
-            assert!(!carried(link), "{link}");
+        // A big file by path, or a big memfd, still goes; a big deleted file does not.
+        assert!(carried("/var/big", big) && carried("/memfd:buf (deleted)", big));
+        for link in [
+            "socket:[12]",
+            "/dev/pts/3",
+            "/dev/tty",
+            "/dev/kvm",
+            "anon_inode:[eventpoll]",
+            "anon_inode:[pidfd]",
+            "/proc/77/status",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ] {
+            assert!(!carried(link, 100), "{link}");
         }
+        assert!(!carried("/tmp/log (deleted)", big));
     }
 
     #[test]
     fn a_closed_socket_is_listed_and_taken_back_from_a_process_that_holds_a_copy() {
         let (a, b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
-        let file = std::fs::File::open("/proc/self/cmdline").expect("open");
+        let file = std::fs::File::open("/etc/passwd").expect("open");
         let listed = uncarried_fds();
         let (a_fd, b_fd) = (a.as_raw_fd(), b.as_raw_fd());
         assert!(listed.contains(&(a_fd, true)) && listed.contains(&(b_fd, true)), "{listed:?}");

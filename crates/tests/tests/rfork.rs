@@ -146,10 +146,16 @@ fn inheritable(fd: std::os::fd::RawFd) {
 }
 
 #[test]
-fn an_rfork_caller_with_sockets_open_and_its_output_on_a_socket_still_rforks() {
+fn an_rfork_caller_with_sockets_deleted_files_and_proc_files_open_and_its_output_on_a_socket_still_rforks() {
     // A caller started by a service may hold sockets (here a socket pair, a
-    // TCP connection and an epoll set that watches it) and write to a socket.
+    // TCP connection and an epoll set that watches it), a big deleted log
+    // file and a file of /proc, and write to a socket.
     let c = cluster(1);
+    let deleted = big_deleted_file();
+    let proc_file = std::fs::File::open("/proc/self/status").expect("open a /proc file");
+    for fd in [deleted.as_raw_fd(), proc_file.as_raw_fd()] {
+        inheritable(fd);
+    }
     let (held, _peer) = std::os::unix::net::UnixStream::pair().expect("socketpair");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen on loopback");
     let tcp = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
@@ -204,6 +210,85 @@ fn a_failed_move_gives_the_caller_back_the_sockets_it_could_not_carry() {
     assert_eq!(text(&out.stdout), "move failed: Invalid node number\nsocket still works\n", "{}", text(&out.stderr));
     assert!(out.status.success());
     assert!(remote_processes(&c).is_empty(), "nothing left");
+}
+
+/// A 2 MiB file already deleted (over CRIU's 1 MiB limit for copying one
+/// into a checkpoint), as a log file rotated away may be.
+fn big_deleted_file() -> std::fs::File {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("bproc-deleted-{}", std::process::id()));
+    let mut f = std::fs::File::options().read(true).write(true).create_new(true).open(&path).expect("create");
+    std::fs::remove_file(&path).expect("delete it");
+    f.write_all(&vec![b'x'; 2 << 20]).expect("fill it");
+    f
+}
+
+/// Runs `program args...` on a terminal of its own (`script`), with the
+/// cluster's environment; returns what the terminal showed.
+fn on_terminal(c: &tests::Cluster, program: &Path, args: &[&str]) -> String {
+    let line = std::iter::once(program.to_str().expect("utf-8 path")).chain(args.iter().copied()).collect::<Vec<_>>();
+    let mut script = Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .env("BPROC_SOCKET", c.socket_path())
+        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script (util-linux)");
+    let out = collect(&mut script, Duration::from_secs(60), "script");
+    assert!(out.status.success(), "{:?}: {} {}", out.status, text(&out.stdout), text(&out.stderr));
+    text(&out.stdout).replace('\r', "")
+}
+
+#[test]
+fn a_caller_on_a_terminal_rforks_and_moves_and_its_output_reaches_the_terminal() {
+    // CRIU cannot restore a terminal that is a session's controlling one
+    // elsewhere: the stdio is swapped for pipes before the checkpoint, and
+    // the ghost takes the terminal back.
+    let c = cluster(1);
+    let rfork = tests::c_program("rfork", c.state_dir());
+    let shown = on_terminal(&c, &rfork, &["0", "/etc/services"]);
+    assert!(shown.contains("child: node 0 pid ") && shown.contains("buffer intact"), "{shown}");
+    assert!(shown.contains("parent: status exited=1 code=42"), "{shown}");
+    // bproc_move of a process of the front end whose output is a terminal:
+    // it counts here, moves to node 0 and counts on there.
+    let counter = vector(&c, Api::C);
+    let shown = on_terminal(&c, &counter, &["counter", "0"]);
+    let counts: Vec<(i32, i32)> = shown
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 6 && f[0] == "count").then(|| (f[3].parse().expect("node"), f[5].parse().expect("pid")))
+        })
+        .collect();
+    let nodes: Vec<i32> = counts.iter().map(|(n, _)| *n).collect();
+    assert_eq!(nodes, [-1, -1, -1, -1, -1, 0, 0, 0, 0, 0], "{shown}");
+    assert!(counts.iter().all(|(_, p)| *p == counts[0].1), "the PID never changes: {shown}");
+    wait_for("the master to forget them", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
+}
+
+#[test]
+fn an_rforked_copy_writes_to_its_callers_deleted_log_file() {
+    // The caller's stdout and stderr: a deleted file of 2 MiB. Its content
+    // does not travel; the copy's output still ends up in it.
+    use std::io::{Read, Seek};
+    let c = cluster(1);
+    let mut log = big_deleted_file();
+    let out = rfork_command(&c, Api::C)
+        .args(["0", "/etc/services"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log.try_clone().expect("dup"))
+        .status()
+        .expect("run the rfork program");
+    assert!(out.success(), "{out:?}");
+    let mut written = String::new();
+    log.seek(std::io::SeekFrom::Start(2 << 20)).expect("seek");
+    log.read_to_string(&mut written).expect("read the log");
+    assert!(written.contains("child: node 0 pid ") && written.contains("buffer intact"), "{written}");
+    assert!(written.contains("parent: status exited=1 code=42"), "{written}");
+    wait_for("the master to forget it", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
 }
 
 /// The vector program of `api`.
