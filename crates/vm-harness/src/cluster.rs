@@ -13,6 +13,7 @@ mod lifecycle;
 mod query;
 
 use crate::bins;
+use crate::daemon;
 use crate::error::{error_chain, HarnessError};
 use crate::layout::{self, RunDir};
 use crate::names;
@@ -357,6 +358,15 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // A failing test shows the daemons' last words with its own output.
+        if std::thread::panicking() && self.teardown_on_drop {
+            let logs: Vec<PathBuf> =
+                std::iter::once(self.master_log()).chain((0..self.state.nodes).map(|n| self.slave_log(n))).collect();
+            eprintln!(
+                "vm-harness: the cluster's logs{}",
+                daemon::format_logs(&logs.iter().map(PathBuf::as_path).collect::<Vec<_>>())
+            );
+        }
         if self.teardown_on_drop {
             self.teardown_on_drop = false;
             if let Err(err) = self.teardown() {
