@@ -15,7 +15,7 @@ finish() {
     for log in /run/bproc/clusters/"$NAME"/*.log; do
       [ -f "$log" ] || continue
       echo "--- warnings and errors in $log:" >&2
-      grep -E 'WARN|ERROR|failed' "$log" | tail -n 20 >&2 || true
+      grep -E 'WARN|ERROR|failed|panicked' "$log" | tail -n 20 >&2 || true
     done
   fi
   rm -rf "${work:-}"
