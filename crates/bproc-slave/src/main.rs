@@ -72,6 +72,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let node = if args.front_end { u32::MAX } else { args.node.unwrap_or(0) };
     if let Err(e) = sys::publish_node_number(node as i32) {
         tracing::warn!(error = %e, "cannot publish the node number: bproc_currnode() will not know this node");
+    } else if let Err(e) = sys::publish_master_host(&args.master) {
+        tracing::warn!(error = %e, "cannot publish the front end's address: io lists' sockets to 0.0.0.0 will miss it");
     }
     if std::process::id() != 1 {
         sys::become_subreaper().map_err(|e| anyhow::anyhow!("cannot become a subreaper: {e}"))?;

@@ -276,6 +276,14 @@ pub fn publish_node_number(node: i32) -> io::Result<()> {
     std::fs::write(format!("{NODE_FILE_DIR}/number"), format!("{node}\n"))
 }
 
+/// Writes the front end's address as this node reaches it (the host of
+/// `master`, HOST:PORT) into [`NODE_FILE_DIR`]`/master`: an io list's socket
+/// to 0.0.0.0 goes there.
+pub fn publish_master_host(master: &str) -> io::Result<()> {
+    let host = master.rsplit_once(':').map_or(master, |(h, _)| h);
+    std::fs::write(format!("{NODE_FILE_DIR}/master"), format!("{host}\n"))
+}
+
 /// Where a node keeps the checkpoint images it is restoring.
 pub const RESTORE_DIR: &str = "/run/bproc/restore";
 
