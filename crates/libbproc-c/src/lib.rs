@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_void, CStr};
 
 use libbproc::error::errno as be;
+use libbproc::io::{IoEntry, IoTarget};
 use libbproc::migrate::{self, block_on, Forked, NODE_MASTER, NODE_SELF};
 use libbproc::{BprocError, Client, NodeStatus};
 
@@ -942,32 +943,114 @@ pub unsafe extern "C" fn bproc_proclist(node: c_int, list: *mut *mut ProcInfo) -
 }
 
 // ---------------------------------------------------------------------------
-// The io and flag variants of the migration calls. Only the default
-// forwarding (no io list) is supported yet; BProc's dump flags mean nothing
-// to CRIU and are ignored.
+// The io and flag variants of the migration calls. An io list is set up in
+// the copy on the node (`libbproc::io`); BProc's dump flags mean nothing to
+// CRIU and are ignored.
 
-/// Whether an io list asks for the default forwarding (no list, or
-/// `iolen == -1`); else EINVAL for a bad count and ENOSYS for a real list
-/// (not supported yet), the empty one included.
-fn default_io(io: *const c_void, iolen: c_int) -> Result<(), c_int> {
-    if io.is_null() || iolen == -1 {
-        Ok(())
-    } else if !(0..=BPROC_IO_MAX_LEN).contains(&iolen) {
-        Err(libc::EINVAL)
-    } else {
-        Err(libc::ENOSYS)
-    }
+/// `BPROC_IO_FILE`, `BPROC_IO_SOCKET`, `BPROC_IO_MEMFILE`.
+const BPROC_IO_FILE: i16 = 0;
+const BPROC_IO_SOCKET: i16 = 1;
+const BPROC_IO_MEMFILE: i16 = 2;
+/// `BPROC_IO_SEND_INFO`, `BPROC_IO_DELAY`.
+const BPROC_IO_SEND_INFO: i16 = 1;
+const BPROC_IO_DELAY: i16 = 2;
+
+/// The C layout of `struct bproc_io_t`'s file part.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IoFile {
+    flags: c_int,
+    mode: c_int,
+    offset: std::ffi::c_long,
+    name: [c_char; 256],
 }
 
-/// [`bproc_rfork`] with an io list: with none (`io` null or `iolen` -1) the
-/// same call; with one, -1 and ENOSYS (not supported yet).
+/// The C layout of `struct bproc_io_t`'s union.
+#[repr(C)]
+#[derive(Clone, Copy)]
+union IoData {
+    addr: libc::sockaddr,
+    file: IoFile,
+    mem: [usize; 2],
+}
+
+/// The C layout of `struct bproc_io_t`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BprocIo {
+    fd: c_int,
+    kind: i16,
+    flags: i16,
+    d: IoData,
+}
+
+/// Reads an io list: `None` for the default forwarding (`io` null or
+/// `iolen` -1), else its entries; EINVAL for a bad count, type or address
+/// family, EPERM for a memory file (as BProc).
 ///
 /// # Safety
-/// `io` is not read; any value is fine.
+/// Unless `iolen` is -1 or `io` null, `io` points to `iolen` entries.
+unsafe fn io_list(io: *const c_void, iolen: c_int) -> Result<Option<Vec<IoEntry>>, c_int> {
+    if io.is_null() || iolen == -1 {
+        return Ok(None);
+    }
+    if !(0..=BPROC_IO_MAX_LEN).contains(&iolen) {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: as the caller promises.
+    let raw = unsafe { std::slice::from_raw_parts(io.cast::<BprocIo>(), iolen as usize) };
+    let mut list = Vec::with_capacity(raw.len());
+    for e in raw {
+        let target = match e.kind {
+            BPROC_IO_FILE => {
+                // SAFETY: a FILE entry's union holds the file part.
+                let file = unsafe { e.d.file };
+                let bytes: Vec<u8> = file.name.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+                let path = std::ffi::CString::new(bytes).map_err(|_| libc::EINVAL)?;
+                IoTarget::File { path, flags: file.flags, mode: file.mode as u32 }
+            }
+            BPROC_IO_SOCKET => {
+                // SAFETY: a SOCKET entry's union holds a sockaddr; an AF_INET
+                // one is a sockaddr_in (both 16 bytes).
+                let addr = unsafe { e.d.addr };
+                if c_int::from(addr.sa_family) != libc::AF_INET {
+                    return Err(libc::EINVAL);
+                }
+                // SAFETY: as above.
+                let sin: libc::sockaddr_in = unsafe { std::mem::transmute(addr) };
+                IoTarget::Socket(std::net::SocketAddrV4::new(
+                    u32::from_be(sin.sin_addr.s_addr).into(),
+                    u16::from_be(sin.sin_port),
+                ))
+            }
+            BPROC_IO_MEMFILE => return Err(libc::EPERM),
+            _ => return Err(libc::EINVAL),
+        };
+        list.push(IoEntry {
+            fd: e.fd,
+            target,
+            send_info: e.flags & BPROC_IO_SEND_INFO != 0,
+            delay: e.flags & BPROC_IO_DELAY != 0,
+        });
+    }
+    Ok(Some(list))
+}
+
+/// [`bproc_rfork`] with an io list: the copy on the node has the list's
+/// descriptors in place of its relayed stdio (none with an empty list).
+///
+/// # Safety
+/// `io` is null or points to `iolen` entries (unless `iolen` is -1).
 #[no_mangle]
-pub extern "C" fn bproc_rfork_io(node: c_int, io: *const c_void, iolen: c_int) -> c_int {
-    match default_io(io, iolen) {
-        Ok(()) => bproc_rfork(node),
+pub unsafe extern "C" fn bproc_rfork_io(node: c_int, io: *const c_void, iolen: c_int) -> c_int {
+    // SAFETY: as the caller promises.
+    match unsafe { io_list(io, iolen) } {
+        Ok(None) => bproc_rfork(node),
+        Ok(Some(list)) => match libbproc::io::rfork_io(node, &list) {
+            Ok(Forked::Parent { pid }) => pid,
+            Ok(Forked::Child) => 0,
+            Err(e) => fail(e.errno()),
+        },
         Err(e) => fail(e),
     }
 }
@@ -981,17 +1064,17 @@ pub extern "C" fn _bproc_rfork(node: c_int, _flags: c_int) -> c_int {
 /// [`bproc_rfork_io`] with BProc's dump flags (ignored).
 ///
 /// # Safety
-/// `io` is not read; any value is fine.
+/// As for [`bproc_rfork_io`].
 #[no_mangle]
-pub extern "C" fn _bproc_rfork_io(node: c_int, io: *const c_void, iolen: c_int, _flags: c_int) -> c_int {
-    bproc_rfork_io(node, io, iolen)
+pub unsafe extern "C" fn _bproc_rfork_io(node: c_int, io: *const c_void, iolen: c_int, _flags: c_int) -> c_int {
+    // SAFETY: the same contract.
+    unsafe { bproc_rfork_io(node, io, iolen) }
 }
 
-/// [`bproc_vrfork`] with an io list: with none (`io` null or `iolen` -1)
-/// the same call; with one, -1 and ENOSYS (not supported yet).
+/// [`bproc_vrfork`] with an io list, set up in every copy.
 ///
 /// # Safety
-/// As for [`bproc_vrfork`]; `io` is not read.
+/// As for [`bproc_vrfork`] and [`bproc_rfork_io`].
 #[no_mangle]
 pub unsafe extern "C" fn bproc_vrfork_io(
     nnodes: c_int,
@@ -1000,10 +1083,26 @@ pub unsafe extern "C" fn bproc_vrfork_io(
     io: *const c_void,
     iolen: c_int,
 ) -> c_int {
-    match default_io(io, iolen) {
+    // SAFETY: as the caller promises.
+    let list = match unsafe { io_list(io, iolen) } {
         // SAFETY: the same contract.
-        Ok(()) => unsafe { bproc_vrfork(nnodes, nodes, pids) },
-        Err(e) => fail(e),
+        Ok(None) => return unsafe { bproc_vrfork(nnodes, nodes, pids) },
+        Ok(Some(list)) => list,
+        Err(e) => return fail(e),
+    };
+    if nnodes <= 0 || nodes.is_null() || pids.is_null() {
+        return fail(libc::EINVAL);
+    }
+    // SAFETY: nodes has nnodes ints.
+    let targets = unsafe { std::slice::from_raw_parts(nodes, nnodes as usize) }.to_vec();
+    match libbproc::io::vrfork_io(&targets, &list) {
+        Ok(migrate::VForked::Parent { pids: results }) => {
+            // SAFETY: pids has nnodes slots.
+            unsafe { put_pids(pids, &results) };
+            nnodes
+        }
+        Ok(migrate::VForked::Child { rank }) => rank as c_int,
+        Err(e) => fail(e.errno()),
     }
 }
 
@@ -1020,7 +1119,7 @@ pub unsafe extern "C" fn _bproc_vrfork(nnodes: c_int, nodes: *const c_int, pids:
 /// [`bproc_vrfork_io`] with BProc's dump flags (ignored).
 ///
 /// # Safety
-/// As for [`bproc_vrfork`]; `io` is not read.
+/// As for [`bproc_vrfork_io`].
 #[no_mangle]
 pub unsafe extern "C" fn _bproc_vrfork_io(
     nnodes: c_int,
@@ -1034,11 +1133,11 @@ pub unsafe extern "C" fn _bproc_vrfork_io(
     unsafe { bproc_vrfork_io(nnodes, nodes, pids, io, iolen) }
 }
 
-/// [`bproc_execmove`] with an io list: with none (`io` null or `iolen` -1)
-/// the same call; with one, -1 and ENOSYS (not supported yet).
+/// [`bproc_execmove`] with an io list: the caller moves to the node (a
+/// checkpoint), sets the list up there and execs `cmd`.
 ///
 /// # Safety
-/// As for [`bproc_execmove`]; `io` is not read.
+/// As for [`bproc_execmove`] and [`bproc_rfork_io`].
 #[no_mangle]
 pub unsafe extern "C" fn bproc_execmove_io(
     node: c_int,
@@ -1048,18 +1147,25 @@ pub unsafe extern "C" fn bproc_execmove_io(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    match default_io(io, iolen) {
+    // SAFETY: as the caller promises.
+    let list = match unsafe { io_list(io, iolen) } {
         // SAFETY: the same contract.
-        Ok(()) => unsafe { bproc_execmove(node, cmd, argv, envp) },
-        Err(e) => fail(e),
+        Ok(None) => return unsafe { bproc_execmove(node, cmd, argv, envp) },
+        Ok(Some(list)) => list,
+        Err(e) => return fail(e),
+    };
+    if cmd.is_null() {
+        return fail(libc::EFAULT);
     }
+    // SAFETY: as the caller promises.
+    let (cmd, argv, envp) = unsafe { (CStr::from_ptr(cmd).to_owned(), strings(argv), strings(envp)) };
+    fail(libbproc::io::execmove_io(node, &list, &cmd, &argv, &envp).errno())
 }
 
-/// [`bproc_rexec`] with an io list: with none (`io` null or `iolen` -1)
-/// the same call; with one, -1 and ENOSYS (not supported yet).
+/// [`bproc_rexec`] with an io list: here the same as [`bproc_execmove_io`].
 ///
 /// # Safety
-/// As for [`bproc_execmove`]; `io` is not read.
+/// As for [`bproc_execmove_io`].
 #[no_mangle]
 pub unsafe extern "C" fn bproc_rexec_io(
     node: c_int,
@@ -1069,18 +1175,15 @@ pub unsafe extern "C" fn bproc_rexec_io(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    match default_io(io, iolen) {
-        // SAFETY: the same contract.
-        Ok(()) => unsafe { bproc_rexec(node, cmd, argv, envp) },
-        Err(e) => fail(e),
-    }
+    // SAFETY: the same contract.
+    unsafe { bproc_execmove_io(node, io, iolen, cmd, argv, envp) }
 }
 
-/// [`bproc_vexecmove`] with an io list: with none (`io` null or `iolen` -1)
-/// the same call; with one, -1 and ENOSYS (not supported yet).
+/// [`bproc_vexecmove`] with an io list: a copy of the caller on each node
+/// (a vrfork) sets the list up and execs `cmd` with its `BPROC_RANK`.
 ///
 /// # Safety
-/// As for [`bproc_vexecmove`]; `io` is not read.
+/// As for [`bproc_vexecmove`] and [`bproc_rfork_io`].
 #[no_mangle]
 #[allow(clippy::too_many_arguments)] // BProc's signature
 pub unsafe extern "C" fn bproc_vexecmove_io(
@@ -1093,10 +1196,32 @@ pub unsafe extern "C" fn bproc_vexecmove_io(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    match default_io(io, iolen) {
+    // SAFETY: as the caller promises.
+    let list = match unsafe { io_list(io, iolen) } {
         // SAFETY: the same contract.
-        Ok(()) => unsafe { bproc_vexecmove(nnodes, nodes, pids, cmd, argv, envp) },
-        Err(e) => fail(e),
+        Ok(None) => return unsafe { bproc_vexecmove(nnodes, nodes, pids, cmd, argv, envp) },
+        Ok(Some(list)) => list,
+        Err(e) => return fail(e),
+    };
+    if nnodes <= 0 || nodes.is_null() || pids.is_null() || cmd.is_null() {
+        return fail(libc::EINVAL);
+    }
+    // SAFETY: as the caller promises.
+    let (targets, cmd, argv, envp) = unsafe {
+        (
+            std::slice::from_raw_parts(nodes, nnodes as usize).to_vec(),
+            CStr::from_ptr(cmd).to_owned(),
+            strings(argv),
+            strings(envp),
+        )
+    };
+    match libbproc::io::vexecmove_io(&targets, &list, &cmd, &argv, &envp) {
+        Ok(results) => {
+            // SAFETY: pids has nnodes slots.
+            unsafe { put_pids(pids, &results) };
+            nnodes
+        }
+        Err(e) => fail(e.errno()),
     }
 }
 
@@ -1285,12 +1410,19 @@ pub extern "C" fn bproc_move(node: c_int) -> c_int {
     }
 }
 
-/// [`bproc_move`] with an io list: with none (`io` null or `iolen` -1) the
-/// same call; with one, -1 and ENOSYS (not supported yet).
+/// [`bproc_move`] with an io list, set up where the caller arrives.
+///
+/// # Safety
+/// As for [`bproc_rfork_io`].
 #[no_mangle]
-pub extern "C" fn bproc_move_io(node: c_int, io: *const c_void, iolen: c_int) -> c_int {
-    match default_io(io, iolen) {
-        Ok(()) => bproc_move(node),
+pub unsafe extern "C" fn bproc_move_io(node: c_int, io: *const c_void, iolen: c_int) -> c_int {
+    // SAFETY: as the caller promises.
+    match unsafe { io_list(io, iolen) } {
+        Ok(None) => bproc_move(node),
+        Ok(Some(list)) => match libbproc::io::move_io(node, &list) {
+            Ok(()) => 0,
+            Err(e) => fail(e.errno()),
+        },
         Err(e) => fail(e),
     }
 }
@@ -1302,7 +1434,11 @@ pub extern "C" fn _bproc_move(node: c_int, _flags: c_int) -> c_int {
 }
 
 /// [`bproc_move_io`] with BProc's dump flags (ignored).
+///
+/// # Safety
+/// As for [`bproc_rfork_io`].
 #[no_mangle]
-pub extern "C" fn _bproc_move_io(node: c_int, io: *const c_void, iolen: c_int, _flags: c_int) -> c_int {
-    bproc_move_io(node, io, iolen)
+pub unsafe extern "C" fn _bproc_move_io(node: c_int, io: *const c_void, iolen: c_int, _flags: c_int) -> c_int {
+    // SAFETY: the same contract.
+    unsafe { bproc_move_io(node, io, iolen) }
 }

@@ -17,6 +17,7 @@
 //! - [`client`]: the connection to the master, node and process queries,
 //!   exec streams, the rfork request.
 //! - [`migrate`]: rfork, vrfork, execmove, vexecmove, the node a process is on.
+//! - [`io`]: BProc's io lists, the `_io` forms of those calls.
 //! - [`fork`]: fork with a chosen PID (clone3 `set_tid`).
 //! - [`nodeset`]: node lists such as `0-3,7`.
 //! - [`wait_status`]: decoding wait statuses and ending like a remote process.
@@ -27,6 +28,7 @@ pub mod client;
 pub mod error;
 pub mod fork;
 pub mod ghost_spec;
+pub mod io;
 pub mod migrate;
 pub mod nodeset;
 pub mod wait_status;

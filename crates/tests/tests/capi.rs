@@ -79,21 +79,22 @@ proclist 0 1
 rfork_io 2 NULL -1: -1 errno 301 (Node is down)
 _bproc_rfork 9: -1 errno 300 (Invalid node number)
 _bproc_rfork_io 2 io -1: -1 errno 301 (Node is down)
-rfork_io 0 io 1 -1 ENOSYS
-rfork_io 0 io 0 -1 ENOSYS
+rfork_io 2 io 1: -1 errno 301 (Node is down)
 rfork_io 0 io 17 -1 EINVAL
-_bproc_rfork_io 0 io 1 -1 ENOSYS
+rfork_io 0 memfile -1 EPERM
+_bproc_rfork_io 0 type 7 -1 EINVAL
+rfork_io 0 inet6 -1 EINVAL
 vrfork_io 2 NULL 1 pids[0] -301 (Node is down)
 _bproc_vrfork 9 1 pids[0] -300 (Invalid node number)
 _bproc_vrfork_io 2 NULL 1 pids[0] -301 (Node is down)
-vrfork_io 2 io 1 -1 ENOSYS
-_bproc_vrfork_io 2 io 1 -1 ENOSYS
+vrfork_io 2 io 1 1 pids[0] -301 (Node is down)
+_bproc_vrfork_io 2 io 1 1 pids[0] -301 (Node is down)
 vexecmove_io 2 NULL 1 pids[0] -301 (Node is down)
-vexecmove_io 2 io 1 -1 ENOSYS
+vexecmove_io 2 io 1 1 pids[0] -301 (Node is down)
 execmove_io 2 NULL -1: -1 errno 301 (Node is down)
-execmove_io 0 io 1 -1 ENOSYS
+execmove_io 2 io 1: -1 errno 301 (Node is down)
 rexec_io 9 NULL -1: -1 errno 300 (Invalid node number)
-rexec_io 0 io 1 -1 ENOSYS
+rexec_io 9 io 1: -1 errno 300 (Invalid node number)
 nodelist_ -1 ENOSYS
 notifier -1 ENOSYS
 setnodeattr -1 ENOSYS

@@ -479,3 +479,103 @@ fn move_counter(api: Api) {
     assert!(proc_state(seen[0].1).is_none(), "no ghost left");
     wait_for("the master to forget it", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
 }
+
+/// Accepts one connection on the front end's address in the cluster (in its
+/// hub network namespace): returns the port, and a thread that gives what
+/// came.
+fn front_end_listener(c: &tests::Cluster) -> (u16, std::thread::JoinHandle<Vec<u8>>) {
+    use std::io::Read;
+    let ns = std::fs::File::open(format!("/run/netns/{}", c.hub_netns())).expect("hub netns");
+    let ip = *c.master_addr().ip();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns into the hub");
+        let listener = std::net::TcpListener::bind((ip, 0)).expect("listen on the front end's address");
+        tx.send(listener.local_addr().expect("addr").port()).expect("send the port");
+        let (mut conn, _) = listener.accept().expect("the node connects");
+        conn.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let mut got = Vec::new();
+        let _ = conn.read_to_end(&mut got);
+        got
+    });
+    (rx.recv_timeout(Duration::from_secs(10)).expect("the listener's port"), thread)
+}
+
+#[test]
+fn io_lists_put_files_and_sockets_on_the_descriptors_of_processes_on_nodes() {
+    let c = cluster(2);
+    let program = tests::c_program("io", c.state_dir());
+    let run = |args: &[&str]| {
+        let out = Command::new(&program)
+            .args(args)
+            .env("BPROC_SOCKET", c.socket_path())
+            .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the io program");
+        (text(&out.stdout), out.status, text(&out.stderr))
+    };
+    // rfork_io: stdout a socket back to the front end (address 0.0.0.0),
+    // announced by the pid and fd; stderr a file opened on node 1.
+    let dir = c.state_dir().join("io-files");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let err_file = dir.join("stderr");
+    let (port, listener) = front_end_listener(&c);
+    let (out, status, err) = run(&["rfork", "1", &port.to_string(), err_file.to_str().expect("utf-8")]);
+    assert!(status.success(), "{status:?}: {out} {err}");
+    let pid: i32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("parent: child "))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no child: {out} {err}"));
+    assert!(out.contains("parent: status 42"), "{out}");
+    assert!(!out.contains("rfork child"), "the child's stdout is the socket, not the relay: {out}");
+    let got = listener.join().expect("listener");
+    assert!(got.len() > 8, "{got:?}");
+    assert_eq!(&got[..4], &pid.to_ne_bytes(), "the pid first");
+    assert_eq!(&got[4..8], &1i32.to_ne_bytes(), "then the fd");
+    assert_eq!(text(&got[8..]), format!("rfork child on node 1 pid {pid}\n"));
+    assert_eq!(std::fs::read_to_string(&err_file).expect("stderr file"), format!("to the file from {pid}\n"));
+    // execmove_io: the caller itself moves, sets its stdout up on the node
+    // and becomes sh there; its parent sees sh's status.
+    let log = dir.join("execmove");
+    let mut child = Command::new(&program)
+        .args(["execmove", "0", log.to_str().expect("utf-8")])
+        .env("BPROC_SOCKET", c.socket_path())
+        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the io program");
+    let caller = child.id();
+    let done = collect(&mut child, Duration::from_secs(60), "execmove_io");
+    assert_eq!(done.status.code(), Some(7), "{} {}", text(&done.stdout), text(&done.stderr));
+    assert_eq!(std::fs::read_to_string(&log).expect("log"), format!("execmove pid {caller} on n0\n"));
+    // vexecmove_io: every rank's stdout appends to one file.
+    let log = dir.join("vexecmove");
+    let (out, status, err) = run(&["vexecmove", log.to_str().expect("utf-8"), "0", "1"]);
+    assert!(status.success(), "{status:?}: {out} {err}");
+    assert!(out.contains("rank 0 pid ") && out.contains("rank 1 pid "), "{out}");
+    assert!(out.lines().filter(|l| l.ends_with(" status 0")).count() == 2, "{out}");
+    let mut lines: Vec<String> = std::fs::read_to_string(&log).expect("log").lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(lines, ["rank 0000000 on n0", "rank 0000001 on n1"]);
+    // The Rust API: rfork_io and vexecmove_io, stdout appended to a file.
+    let log = dir.join("rust");
+    let out = Command::new(c.bin("bproc-rfork-rs"))
+        .args(["io", log.to_str().expect("utf-8"), "1", "0"])
+        .env("BPROC_SOCKET", c.socket_path())
+        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bproc-rfork-rs");
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said} {}", text(&out.stderr));
+    assert!(said.contains(" status Some(42)") && said.contains("rank 0 status Some(0)"), "{said}");
+    assert!(said.contains("rank 1 status Some(0)"), "{said}");
+    let written = std::fs::read_to_string(&log).expect("log");
+    assert!(written.contains("rfork child on node 1 pid "), "{written}");
+    assert!(written.contains("rank 0000000 on n1\n") && written.contains("rank 0000001 on n0\n"), "{written}");
+    wait_for("the master to forget them", Duration::from_secs(10), || remote_processes(&c).is_empty().then_some(()));
+}

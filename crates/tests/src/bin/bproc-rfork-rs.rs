@@ -11,6 +11,9 @@
 //! on several nodes at once, one after another, or local) and
 //! `bproc-rfork-rs hold MB` (says "ready", then waits). `bproc-rfork-rs
 //! move-keeps-sockets NODE`: a move that fails keeps the caller's sockets.
+//! `bproc-rfork-rs io FILE NODE...`: an rfork to the first node and a
+//! vexecmove of `sh` to all, each with an io list that appends its stdout
+//! to FILE on its node.
 
 use std::ffi::CString;
 use std::io::{Read, Seek};
@@ -231,6 +234,45 @@ fn move_keeps_sockets(node: i32) -> i32 {
     }
 }
 
+/// rfork_io and vexecmove_io with stdout appended to `file` on the node.
+fn io_lists(file: &str, nodes: &[i32]) -> i32 {
+    use libbproc::io::{IoEntry, IoTarget};
+    let list = [IoEntry {
+        fd: 1,
+        target: IoTarget::File {
+            path: CString::new(file).unwrap_or_default(),
+            flags: libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND,
+            mode: 0o644,
+        },
+        send_info: false,
+        delay: false,
+    }];
+    match libbproc::io::rfork_io(nodes[0], &list) {
+        Err(e) => {
+            println!("rfork_io failed: errno {} ({})", e.errno(), strerror(e.errno()));
+            return 3;
+        }
+        Ok(Forked::Child) => {
+            println!("rfork child on node {} pid {}", migrate::currnode(), std::process::id());
+            std::process::exit(42)
+        }
+        Ok(Forked::Parent { pid }) => println!("rfork child {pid} status {:?}", wait(pid)),
+    }
+    let argv = cstrings(["sh", "-c", "echo rank $BPROC_RANK on $(hostname)"]);
+    match libbproc::io::vexecmove_io(nodes, &list, &argv[0], &argv, &environ()) {
+        Ok(pids) => {
+            for (rank, pid) in pids.iter().enumerate() {
+                println!("rank {rank} status {:?}", pid.ok().and_then(wait));
+            }
+            0
+        }
+        Err(e) => {
+            println!("vexecmove_io failed: {}", strerror(e.errno()));
+            3
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let nodes: Vec<i32> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
@@ -253,6 +295,7 @@ fn main() {
             &args[4..].iter().filter_map(|a| a.parse().ok()).collect::<Vec<i32>>(),
         ),
         Some("move-keeps-sockets") if nodes.len() == 1 => move_keeps_sockets(nodes[0]),
+        Some("io") if args.len() >= 3 => io_lists(&args[1], &nodes),
         Some("vexecmove-true") => {
             let argv = cstrings(["true"]);
             match migrate::vexecmove(&nodes, &argv[0], &argv, &environ()) {
