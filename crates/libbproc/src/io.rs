@@ -261,7 +261,7 @@ mod tests {
                 delay: false,
             },
             IoEntry {
-                fd: 6,
+                fd: 61,
                 target: IoTarget::File { path: c"/nonexistent/x".into(), flags: libc::O_RDONLY, mode: 0 },
                 send_info: false,
                 delay: true,
@@ -271,13 +271,15 @@ mod tests {
         // SAFETY: the child only runs the setup, writes and exits.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
+            // SAFETY: the delayed entry's number starts closed, whatever the test runner left there.
+            unsafe { libc::close(61) };
             let code = match set_up(&list) {
                 // SAFETY: writes to descriptors the setup made.
                 Ok(()) => unsafe {
                     libc::write(1, b"to the file\n".as_ptr().cast(), 12);
                     libc::write(5, b"to the socket".as_ptr().cast(), 13);
-                    let six = libc::fcntl(6, libc::F_GETFD);
-                    if six < 0 {
+                    let delayed = libc::fcntl(61, libc::F_GETFD);
+                    if delayed < 0 {
                         0
                     } else {
                         3
