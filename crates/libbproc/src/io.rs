@@ -290,7 +290,25 @@ mod tests {
             // SAFETY: ends the child at once.
             unsafe { libc::_exit(code) };
         }
-        let (mut conn, _) = listener.accept().expect("the child connects (0.0.0.0: loopback here)");
+        // The child connects (0.0.0.0 is loopback here), unless its setup
+        // failed: then it has ended, and its status says so below.
+        listener.set_nonblocking(true).expect("nonblocking");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline => {
+                    let mut status = 0;
+                    // SAFETY: polls our own child; writes only `status`.
+                    if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                        panic!("the child ended without connecting: status {status:#x}");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("no connection: {e}"),
+            }
+        };
+        conn.set_nonblocking(false).expect("blocking");
         let mut got = Vec::new();
         conn.read_to_end(&mut got).expect("read");
         let mut status = 0;

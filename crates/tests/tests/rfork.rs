@@ -275,14 +275,15 @@ fn an_rforked_copy_writes_to_its_callers_deleted_log_file() {
     use std::io::{Read, Seek};
     let c = cluster(1);
     let mut log = big_deleted_file();
-    let out = rfork_command(&c, Api::C)
+    let mut child = rfork_command(&c, Api::C)
         .args(["0", "/etc/services"])
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("dup"))
         .stderr(log.try_clone().expect("dup"))
-        .status()
+        .spawn()
         .expect("run the rfork program");
-    assert!(out.success(), "{out:?}");
+    let out = collect(&mut child, Duration::from_secs(60), "the rfork program");
+    assert!(out.status.success(), "{:?}", out.status);
     let mut written = String::new();
     log.seek(std::io::SeekFrom::Start(2 << 20)).expect("seek");
     log.read_to_string(&mut written).expect("read the log");
@@ -492,7 +493,14 @@ fn front_end_listener(c: &tests::Cluster) -> (u16, std::thread::JoinHandle<Vec<u
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns into the hub");
         let listener = std::net::TcpListener::bind((ip, 0)).expect("listen on the front end's address");
         tx.send(listener.local_addr().expect("addr").port()).expect("send the port");
-        let (mut conn, _) = listener.accept().expect("the node connects");
+        // Nothing, if no connection comes within 30 s.
+        listener.set_nonblocking(true).expect("nonblocking");
+        let Some(mut conn) = vm_harness::wait_for(Duration::from_secs(30), Duration::from_millis(10), || {
+            listener.accept().ok().map(|(conn, _)| conn)
+        }) else {
+            return Vec::new();
+        };
+        conn.set_nonblocking(false).expect("blocking");
         conn.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
         let mut got = Vec::new();
         let _ = conn.read_to_end(&mut got);
@@ -506,13 +514,12 @@ fn io_lists_put_files_and_sockets_on_the_descriptors_of_processes_on_nodes() {
     let c = cluster(2);
     let program = tests::c_program("io", c.state_dir());
     let run = |args: &[&str]| {
-        let out = Command::new(&program)
-            .args(args)
-            .env("BPROC_SOCKET", c.socket_path())
-            .env("BPROC_GHOST_BIN", c.bin("bpghost"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the io program");
+        let out = tests::run(
+            Command::new(&program)
+                .args(args)
+                .env("BPROC_SOCKET", c.socket_path())
+                .env("BPROC_GHOST_BIN", c.bin("bpghost")),
+        );
         (text(&out.stdout), out.status, text(&out.stderr))
     };
     // rfork_io: stdout a socket back to the front end (address 0.0.0.0),
@@ -563,13 +570,12 @@ fn io_lists_put_files_and_sockets_on_the_descriptors_of_processes_on_nodes() {
     assert_eq!(lines, ["rank 0000000 on n0", "rank 0000001 on n1"]);
     // The Rust API: rfork_io and vexecmove_io, stdout appended to a file.
     let log = dir.join("rust");
-    let out = Command::new(c.bin("bproc-rfork-rs"))
-        .args(["io", log.to_str().expect("utf-8"), "1", "0"])
-        .env("BPROC_SOCKET", c.socket_path())
-        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bproc-rfork-rs");
+    let out = tests::run(
+        Command::new(c.bin("bproc-rfork-rs"))
+            .args(["io", log.to_str().expect("utf-8"), "1", "0"])
+            .env("BPROC_SOCKET", c.socket_path())
+            .env("BPROC_GHOST_BIN", c.bin("bpghost")),
+    );
     let said = text(&out.stdout);
     assert!(out.status.success(), "{said} {}", text(&out.stderr));
     assert!(said.contains(" status Some(42)") && said.contains("rank 0 status Some(0)"), "{said}");
