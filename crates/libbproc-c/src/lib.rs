@@ -322,6 +322,34 @@ unsafe fn put_pids(pids: *mut c_int, results: &[Result<i32, i32>]) {
     }
 }
 
+/// A vexecmove's nodes, command, argv and envp, copied (EINVAL for a bad
+/// count or a null pointer).
+///
+/// # Safety
+/// As for [`bproc_vexecmove`].
+#[allow(clippy::type_complexity)]
+unsafe fn vexec_args(
+    nnodes: c_int,
+    nodes: *const c_int,
+    pids: *mut c_int,
+    cmd: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> Result<(Vec<c_int>, std::ffi::CString, Vec<std::ffi::CString>, Vec<std::ffi::CString>), c_int> {
+    if nnodes <= 0 || nodes.is_null() || pids.is_null() || cmd.is_null() {
+        return Err(libc::EINVAL);
+    }
+    // SAFETY: as the caller promises.
+    unsafe {
+        Ok((
+            std::slice::from_raw_parts(nodes, nnodes as usize).to_vec(),
+            CStr::from_ptr(cmd).to_owned(),
+            strings(argv),
+            strings(envp),
+        ))
+    }
+}
+
 /// Runs `cmd` on each of `nodes[0..nnodes]` as a child of the caller, with
 /// `BPROC_RANK` set to its index. Returns `nnodes`; `pids[i]` is the child's
 /// PID or minus the errno why node i got none.
@@ -338,17 +366,10 @@ pub unsafe extern "C" fn bproc_vexecmove(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    if nnodes <= 0 || nodes.is_null() || pids.is_null() || cmd.is_null() {
-        return fail(libc::EINVAL);
-    }
     // SAFETY: as the caller promises.
-    let (targets, cmd, argv, envp) = unsafe {
-        (
-            std::slice::from_raw_parts(nodes, nnodes as usize).to_vec(),
-            CStr::from_ptr(cmd).to_owned(),
-            strings(argv),
-            strings(envp),
-        )
+    let (targets, cmd, argv, envp) = match unsafe { vexec_args(nnodes, nodes, pids, cmd, argv, envp) } {
+        Ok(args) => args,
+        Err(e) => return fail(e),
     };
     match migrate::vexecmove(&targets, &cmd, &argv, &envp) {
         Ok(results) => {
@@ -1203,17 +1224,10 @@ pub unsafe extern "C" fn bproc_vexecmove_io(
         Ok(Some(list)) => list,
         Err(e) => return fail(e),
     };
-    if nnodes <= 0 || nodes.is_null() || pids.is_null() || cmd.is_null() {
-        return fail(libc::EINVAL);
-    }
     // SAFETY: as the caller promises.
-    let (targets, cmd, argv, envp) = unsafe {
-        (
-            std::slice::from_raw_parts(nodes, nnodes as usize).to_vec(),
-            CStr::from_ptr(cmd).to_owned(),
-            strings(argv),
-            strings(envp),
-        )
+    let (targets, cmd, argv, envp) = match unsafe { vexec_args(nnodes, nodes, pids, cmd, argv, envp) } {
+        Ok(args) => args,
+        Err(e) => return fail(e),
     };
     match libbproc::io::vexecmove_io(&targets, &list, &cmd, &argv, &envp) {
         Ok(results) => {
