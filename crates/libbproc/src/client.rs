@@ -78,6 +78,19 @@ impl Client {
         Ok(Client { inner })
     }
 
+    /// Changes who may use `node` (root only): each of `mode` (execute
+    /// bits only), `uid` and `gid` that is given replaces the node's.
+    pub async fn set_node_perms(
+        &self,
+        node: i32,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Result<(), BprocError> {
+        self.inner.clone().set_node_perms(v1::SetNodePermsRequest { node, mode, uid, gid }).await?;
+        Ok(())
+    }
+
     /// The node table.
     pub async fn nodes(&self) -> Result<Vec<NodeStatus>, BprocError> {
         let reply = self.inner.clone().nodes(v1::NodesRequest {}).await?.into_inner();

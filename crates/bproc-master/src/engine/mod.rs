@@ -71,6 +71,26 @@ pub enum SpawnError {
     EmptyArgv,
 }
 
+/// Why a change of a node's permissions was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PermsError {
+    #[error("node {node}: no such node (the cluster has nodes 0-{last})", last = .count.saturating_sub(1))]
+    NoSuchNode { node: i32, count: u32 },
+    #[error("only root changes a node's permissions (uid {uid} asked)")]
+    NotRoot { uid: u32 },
+    #[error("mode {mode:o}: a node's mode has only execute bits (0111)")]
+    BadMode { mode: u32 },
+}
+
+/// A change of a node's permissions: each part that is set replaces the
+/// node's (BProc's bproc_chmod, chown and chgrp).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PermsChange {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MoveError {
     #[error("no process {id}")]
@@ -211,6 +231,29 @@ impl Engine {
             }
             None => false,
         }
+    }
+
+    /// Changes `node`'s permissions for `cred` (root only, as in BProc);
+    /// returns the new ones. Processes already there keep running.
+    pub fn change_perms(&mut self, cred: &Cred, node: i32, change: PermsChange) -> Result<Perms, PermsError> {
+        let count = self.nodes.len() as u32;
+        let n = usize::try_from(node)
+            .ok()
+            .and_then(|i| self.nodes.get_mut(i))
+            .ok_or(PermsError::NoSuchNode { node, count })?;
+        if cred.uid != 0 {
+            return Err(PermsError::NotRoot { uid: cred.uid });
+        }
+        if let Some(mode) = change.mode.filter(|m| m & !0o111 != 0) {
+            return Err(PermsError::BadMode { mode });
+        }
+        let p = &mut n.perms;
+        *p = Perms {
+            mode: change.mode.unwrap_or(p.mode),
+            uid: change.uid.unwrap_or(p.uid),
+            gid: change.gid.unwrap_or(p.gid),
+        };
+        Ok(*p)
     }
 
     /// The connection currently serving `node`, if it is up.
@@ -576,6 +619,27 @@ mod tests {
             stdin_null: false,
             pid: None,
         }
+    }
+
+    #[test]
+    fn only_root_changes_a_nodes_permissions_and_only_its_execute_bits() {
+        let mut e = engine(2);
+        let user = Cred { uid: 1000, gid: 1000, groups: vec![], pid: 9 };
+        let chmod = |mode| PermsChange { mode: Some(mode), ..PermsChange::default() };
+        assert_eq!(e.change_perms(&user, 0, chmod(0o100)), Err(PermsError::NotRoot { uid: 1000 }));
+        assert_eq!(e.change_perms(&root(), 0, chmod(0o644)), Err(PermsError::BadMode { mode: 0o644 }));
+        assert_eq!(e.change_perms(&root(), 2, chmod(0o100)), Err(PermsError::NoSuchNode { node: 2, count: 2 }));
+        assert_eq!(e.change_perms(&root(), -1, chmod(0o100)), Err(PermsError::NoSuchNode { node: -1, count: 2 }));
+        assert_eq!(e.nodes()[0].perms, Perms { uid: 0, gid: 0, mode: 0o111 }, "unchanged by refusals");
+        let owner = PermsChange { uid: Some(1000), ..PermsChange::default() };
+        assert_eq!(e.change_perms(&root(), 0, owner), Ok(Perms { uid: 1000, gid: 0, mode: 0o111 }));
+        assert_eq!(e.change_perms(&root(), 0, chmod(0o100)), Ok(Perms { uid: 1000, gid: 0, mode: 0o100 }));
+        // Now only its owner may use it.
+        let t0 = Instant::now();
+        e.slave_attached(0, 7, "a".into(), "n0".into(), t0).unwrap();
+        assert!(e.spawn(user.clone(), spec(0)).is_ok());
+        let other = Cred { uid: 1001, gid: 1001, groups: vec![], pid: 10 };
+        assert_eq!(e.spawn(other, spec(0)).unwrap_err(), SpawnError::PermissionDenied { node: 0, uid: 1001 });
     }
 
     #[test]

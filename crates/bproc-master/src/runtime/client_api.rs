@@ -94,6 +94,29 @@ impl v1::master_server::Master for MasterService {
         }
     }
 
+    async fn set_node_perms(
+        &self,
+        req: Request<v1::SetNodePermsRequest>,
+    ) -> Result<Response<v1::SetNodePermsReply>, Status> {
+        use crate::engine::{PermsChange, PermsError};
+        let cred = peer_cred(&req)?;
+        let r = req.into_inner();
+        let change = PermsChange { mode: r.mode, uid: r.uid, gid: r.gid };
+        let perms = self.shared.lock().engine.change_perms(&cred, r.node, change).map_err(|e| match e {
+            PermsError::NoSuchNode { .. } => Status::not_found(e.to_string()),
+            PermsError::NotRoot { .. } | PermsError::BadMode { .. } => Status::permission_denied(e.to_string()),
+        })?;
+        tracing::info!(
+            node = r.node,
+            mode = perms.mode,
+            uid = perms.uid,
+            gid = perms.gid,
+            by = cred.pid,
+            "node permissions changed"
+        );
+        Ok(Response::new(v1::SetNodePermsReply {}))
+    }
+
     async fn vrfork(&self, req: Request<v1::VrforkRequest>) -> Result<Response<v1::VrforkReply>, Status> {
         let cred = peer_cred(&req)?;
         let v1::VrforkRequest { copies, ranks } = req.into_inner();
