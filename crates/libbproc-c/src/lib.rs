@@ -1261,23 +1261,31 @@ pub extern "C" fn bproc_nodesetstatus(_node: c_int, _status: *const c_char) -> c
     fail(libc::ENOSYS)
 }
 
-/// Sets a node's permission bits: not supported yet (the master's
-/// configuration sets them), -1 with ENOSYS.
-#[no_mangle]
-pub extern "C" fn bproc_chmod(_node: c_int, _mode: c_int) -> c_int {
-    fail(libc::ENOSYS)
+/// Changes `node`'s permissions as the master's client (root only).
+fn set_perms(node: c_int, mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> c_int {
+    match block_on(async { Client::connect().await?.set_node_perms(node, mode, uid, gid).await }) {
+        Ok(()) => 0,
+        Err(e) => fail(e.errno()),
+    }
 }
 
-/// Sets a node's owner: not supported yet, -1 with ENOSYS.
+/// Sets who may run processes on `node`: its execute bits (0111; others
+/// give EPERM). Root only (else EPERM); BE_INVALIDNODE for no such node.
 #[no_mangle]
-pub extern "C" fn bproc_chown(_node: c_int, _user: c_int) -> c_int {
-    fail(libc::ENOSYS)
+pub extern "C" fn bproc_chmod(node: c_int, mode: c_int) -> c_int {
+    set_perms(node, Some(mode as u32), None, None)
 }
 
-/// Sets a node's group: not supported yet, -1 with ENOSYS.
+/// Sets `node`'s owner. Root only (else EPERM).
 #[no_mangle]
-pub extern "C" fn bproc_chgrp(_node: c_int, _group: c_int) -> c_int {
-    fail(libc::ENOSYS)
+pub extern "C" fn bproc_chown(node: c_int, user: c_int) -> c_int {
+    set_perms(node, None, Some(user as u32), None)
+}
+
+/// Sets `node`'s group. Root only (else EPERM).
+#[no_mangle]
+pub extern "C" fn bproc_chgrp(node: c_int, group: c_int) -> c_int {
+    set_perms(node, None, None, Some(group as u32))
 }
 
 /// Reboots a node: not supported yet, -1 with ENOSYS.

@@ -81,7 +81,11 @@ static void vector(const char *what, int r, int pid) {
         printf("%s %d pids[0] %d (%s)\n", what, r, pid, bproc_strerror(pid));
 }
 
-int main(void) {
+int main(int argc, char **args) {
+    if (argc == 2 && strcmp(args[1], "chmod") == 0) {
+        result("chmod 0 0111", bproc_chmod(0, 0111));
+        return 0;
+    }
     /* Nodes. */
     result("numnodes", bproc_numnodes());
     struct bproc_node_set_t all;
@@ -266,6 +270,19 @@ int main(void) {
     printf("rexec_io 9 io 1: %d errno %d (%s)\n", r, errno, bproc_strerror(errno));
     fflush(stdout);
 
+    /* Node permissions: root only, execute bits only. */
+    result("chmod 0 0100", bproc_chmod(0, 0100));
+    result("chown 0 4242", bproc_chown(0, 4242));
+    result("chgrp 0 50", bproc_chgrp(0, 50));
+    struct bproc_node_info_t perm;
+    if (bproc_nodeinfo(0, &perm) == 0)
+        printf("perms 0 mode %o user %u group %u\n", perm.mode, perm.user, perm.group);
+    result("chmod 0 0644", bproc_chmod(0, 0644));
+    result("chmod 9 0111", bproc_chmod(9, 0111));
+    result("chmod 0 0111", bproc_chmod(0, 0111));
+    result("chown 0 0", bproc_chown(0, 0));
+    result("chgrp 0 0", bproc_chgrp(0, 0));
+
     /* Calls that give ENOSYS. */
     char *list = NULL;
     struct bproc_node_set_t from_fd;
@@ -273,9 +290,6 @@ int main(void) {
     result("notifier", bproc_notifier());
     result("setnodeattr", bproc_setnodeattr(0, "cpus", buf, 4));
     result("nodesetstatus", bproc_nodesetstatus(0, "error"));
-    result("chmod", bproc_chmod(0, 0111));
-    result("chown", bproc_chown(0, 0));
-    result("chgrp", bproc_chgrp(0, 0));
     result("nodereboot", bproc_nodereboot(0));
     result("nodehalt", bproc_nodehalt(0));
     result("nodepwroff", bproc_nodepwroff(0));

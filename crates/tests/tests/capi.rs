@@ -95,13 +95,19 @@ execmove_io 2 NULL -1: -1 errno 301 (Node is down)
 execmove_io 2 io 1: -1 errno 301 (Node is down)
 rexec_io 9 NULL -1: -1 errno 300 (Invalid node number)
 rexec_io 9 io 1: -1 errno 300 (Invalid node number)
+chmod 0 0100 0
+chown 0 4242 0
+chgrp 0 50 0
+perms 0 mode 100 user 4242 group 50
+chmod 0 0644 -1 EPERM
+chmod 9 0111 -1 300
+chmod 0 0111 0
+chown 0 0 0
+chgrp 0 0 0
 nodelist_ -1 ENOSYS
 notifier -1 ENOSYS
 setnodeattr -1 ENOSYS
 nodesetstatus -1 ENOSYS
-chmod -1 ENOSYS
-chown -1 ENOSYS
-chgrp -1 ENOSYS
 nodereboot -1 ENOSYS
 nodehalt -1 ENOSYS
 nodepwroff -1 ENOSYS
@@ -162,4 +168,13 @@ fn the_c_api_lists_nodes_parses_node_specs_and_gives_enosys_for_what_it_lacks() 
         assert_eq!(g, w, "line {} of capi's output (stderr: {})", i + 1, text(&out.stderr));
     }
     assert_eq!(got.len(), want.len(), "capi printed {} lines, expected {}", got.len(), want.len());
+    // Only root changes a node's permissions: the kernel's word (SO_PEERCRED).
+    let prepared = Command::new("setpriv")
+        .args(["--reuid=4242", "--regid=4242", "--clear-groups"])
+        .arg(&program)
+        .arg("chmod")
+        .env("BPROC_SOCKET", c.socket_path())
+        .output()
+        .expect("run setpriv");
+    assert_eq!(text(&prepared.stdout), "chmod 0 0111 -1 EPERM\n", "{}", text(&prepared.stderr));
 }
