@@ -208,8 +208,14 @@ fn job_control_from_an_interactive_shell() {
     wait_for("bg to resume the remote process", Duration::from_secs(10), || {
         matches!(proc_state(remote), Some('S' | 'R')).then_some(())
     });
+    let ghost = wait_for("the remote sleep's global PID", Duration::from_secs(10), || {
+        remote_processes(&c).first().and_then(|p| p["pid"].as_i64()).filter(|p| *p > 0).map(|p| p as i32)
+    });
     tmux.keys(&["fg", "Enter"]);
     tmux.wait_screen("fg to bring it back", |s| s.lines().any(|l| l.trim() == "bpsh 0 sleep 100"));
+    // bash prints the job before it hands it the terminal: Ctrl-C goes to
+    // the job only once its group is the terminal's foreground group.
+    wait_for("the job to own the terminal", Duration::from_secs(10), || in_foreground(ghost).then_some(()));
     assert!(matches!(proc_state(remote), Some('S' | 'R')), "still running in the foreground");
 
     tmux.keys(&["C-c"]);
@@ -298,6 +304,15 @@ fn the_owning_user_signals_its_ghost_like_a_local_process() {
 }
 
 /// The command line `ps` shows for `pid`.
+/// Whether `pid`'s process group is the foreground group of its terminal.
+fn in_foreground(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return false };
+    // state ppid pgrp session tty_nr tpgid ...
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.len() > 5 && f[2] == f[5]
+}
+
 fn ps_args(pid: i32) -> Option<String> {
     let out = run(std::process::Command::new("ps").args(["-o", "args=", "-p", &pid.to_string()]));
     out.status.success().then(|| text(&out.stdout).trim().to_string())
