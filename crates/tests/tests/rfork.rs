@@ -28,8 +28,14 @@ fn rfork_command(c: &tests::Cluster, api: Api) -> Command {
             cmd
         }
     };
-    cmd.env("BPROC_SOCKET", c.socket_path()).env("BPROC_GHOST_BIN", c.bin("bpghost"));
+    cmd.envs(cluster_env(c));
     cmd
+}
+
+/// What a program needs to use the cluster `c`: its master's socket and
+/// ghost program.
+fn cluster_env(c: &tests::Cluster) -> [(&'static str, std::ffi::OsString); 2] {
+    [("BPROC_SOCKET", c.socket_path().into()), ("BPROC_GHOST_BIN", c.bin("bpghost").into())]
 }
 
 fn ppid(pid: i32) -> Option<i32> {
@@ -117,7 +123,7 @@ fn rfork_to_a_bad_node_fails_with_bprocs_errno_and_leaves_nothing() {
                     let mut cmd = Command::new("setpriv");
                     cmd.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into()]);
                     cmd.arg(prepared.get_program()).args(prepared.get_args());
-                    cmd.env("BPROC_SOCKET", c.socket_path()).env("BPROC_GHOST_BIN", c.bin("bpghost"));
+                    cmd.envs(cluster_env(&c));
                     cmd
                 }
                 None => prepared,
@@ -194,8 +200,7 @@ fn a_failed_move_gives_the_caller_back_the_sockets_it_could_not_carry() {
     let c = cluster(1);
     let out = Command::new(c.bin("bproc-rfork-rs"))
         .args(["move-keeps-sockets", "7"])
-        .env("BPROC_SOCKET", c.socket_path())
-        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .envs(cluster_env(&c))
         .stdin(Stdio::null())
         .output()
         .expect("run bproc-rfork-rs");
@@ -229,8 +234,7 @@ fn on_terminal(c: &tests::Cluster, program: &Path, args: &[&str]) -> String {
     let line = std::iter::once(program.to_str().expect("utf-8 path")).chain(args.iter().copied()).collect::<Vec<_>>();
     let mut script = Command::new("script")
         .args(["-qec", &line.join(" "), "/dev/null"])
-        .env("BPROC_SOCKET", c.socket_path())
-        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .envs(cluster_env(c))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -303,8 +307,7 @@ fn vector(c: &tests::Cluster, api: Api) -> PathBuf {
 fn run_vector(c: &tests::Cluster, program: &Path, args: &[&str]) -> (String, std::process::ExitStatus) {
     let out = Command::new(program)
         .args(args)
-        .env("BPROC_SOCKET", c.socket_path())
-        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .envs(cluster_env(c))
         .stdin(Stdio::null())
         .output()
         .expect("run the vector program");
@@ -402,8 +405,7 @@ fn killing_the_slave_during_a_one_gib_migration_fails_the_rfork_and_leaves_nothi
     let mut parent = Command::new(&program)
         .args(["1", "/etc/services"])
         .env("RFORK_MB", "1024")
-        .env("BPROC_SOCKET", c.socket_path())
-        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .envs(cluster_env(&c))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -514,12 +516,7 @@ fn io_lists_put_files_and_sockets_on_the_descriptors_of_processes_on_nodes() {
     let c = cluster(2);
     let program = tests::c_program("io", c.state_dir());
     let run = |args: &[&str]| {
-        let out = tests::run(
-            Command::new(&program)
-                .args(args)
-                .env("BPROC_SOCKET", c.socket_path())
-                .env("BPROC_GHOST_BIN", c.bin("bpghost")),
-        );
+        let out = tests::run(Command::new(&program).args(args).envs(cluster_env(&c)));
         (text(&out.stdout), out.status, text(&out.stderr))
     };
     // rfork_io: stdout a socket back to the front end (address 0.0.0.0),
@@ -548,8 +545,7 @@ fn io_lists_put_files_and_sockets_on_the_descriptors_of_processes_on_nodes() {
     let log = dir.join("execmove");
     let mut child = Command::new(&program)
         .args(["execmove", "0", log.to_str().expect("utf-8")])
-        .env("BPROC_SOCKET", c.socket_path())
-        .env("BPROC_GHOST_BIN", c.bin("bpghost"))
+        .envs(cluster_env(&c))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -573,8 +569,7 @@ fn io_lists_put_files_and_sockets_on_the_descriptors_of_processes_on_nodes() {
     let out = tests::run(
         Command::new(c.bin("bproc-rfork-rs"))
             .args(["io", log.to_str().expect("utf-8"), "1", "0"])
-            .env("BPROC_SOCKET", c.socket_path())
-            .env("BPROC_GHOST_BIN", c.bin("bpghost")),
+            .envs(cluster_env(&c)),
     );
     let said = text(&out.stdout);
     assert!(out.status.success(), "{said} {}", text(&out.stderr));
