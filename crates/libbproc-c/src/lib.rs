@@ -389,12 +389,25 @@ pub unsafe extern "C" fn bproc_vexecmove(
 /// `nodes` and `pids` have `nnodes` ints.
 #[no_mangle]
 pub unsafe extern "C" fn bproc_vrfork(nnodes: c_int, nodes: *const c_int, pids: *mut c_int) -> c_int {
+    // SAFETY: the same contract.
+    unsafe { vrfork_with(nnodes, nodes, pids, None) }
+}
+
+/// [`bproc_vrfork`], each copy set up by `list` when there is one.
+///
+/// # Safety
+/// As for [`bproc_vrfork`].
+unsafe fn vrfork_with(nnodes: c_int, nodes: *const c_int, pids: *mut c_int, list: Option<Vec<IoEntry>>) -> c_int {
     if nnodes <= 0 || nodes.is_null() || pids.is_null() {
         return fail(libc::EINVAL);
     }
     // SAFETY: nodes has nnodes ints.
     let targets = unsafe { std::slice::from_raw_parts(nodes, nnodes as usize) }.to_vec();
-    match migrate::vrfork(&targets) {
+    let forked = match &list {
+        None => migrate::vrfork(&targets),
+        Some(list) => libbproc::io::vrfork_io(&targets, list),
+    };
+    match forked {
         Ok(migrate::VForked::Parent { pids: results }) => {
             // SAFETY: pids has nnodes slots.
             unsafe { put_pids(pids, &results) };
@@ -1105,25 +1118,10 @@ pub unsafe extern "C" fn bproc_vrfork_io(
     iolen: c_int,
 ) -> c_int {
     // SAFETY: as the caller promises.
-    let list = match unsafe { io_list(io, iolen) } {
+    match unsafe { io_list(io, iolen) } {
         // SAFETY: the same contract.
-        Ok(None) => return unsafe { bproc_vrfork(nnodes, nodes, pids) },
-        Ok(Some(list)) => list,
-        Err(e) => return fail(e),
-    };
-    if nnodes <= 0 || nodes.is_null() || pids.is_null() {
-        return fail(libc::EINVAL);
-    }
-    // SAFETY: nodes has nnodes ints.
-    let targets = unsafe { std::slice::from_raw_parts(nodes, nnodes as usize) }.to_vec();
-    match libbproc::io::vrfork_io(&targets, &list) {
-        Ok(migrate::VForked::Parent { pids: results }) => {
-            // SAFETY: pids has nnodes slots.
-            unsafe { put_pids(pids, &results) };
-            nnodes
-        }
-        Ok(migrate::VForked::Child { rank }) => rank as c_int,
-        Err(e) => fail(e.errno()),
+        Ok(list) => unsafe { vrfork_with(nnodes, nodes, pids, list) },
+        Err(e) => fail(e),
     }
 }
 

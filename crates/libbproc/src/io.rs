@@ -12,7 +12,7 @@
 
 use std::ffi::CString;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use crate::error::BprocError;
@@ -220,15 +220,6 @@ pub fn vexecmove_io(
             exec_here(cmd, argv, &migrate::ranked_env(envp, rank))
         }
     }
-}
-
-/// Keeps a descriptor open past exec (for tests and callers that build
-/// their own lists from open files).
-pub fn inheritable(fd: OwnedFd) -> i32 {
-    let raw = fd.into_raw_fd();
-    // SAFETY: F_SETFD on a descriptor we own.
-    unsafe { libc::fcntl(raw, libc::F_SETFD, 0) };
-    raw
 }
 
 #[cfg(test)]
