@@ -257,6 +257,26 @@ impl StdioSwap {
     }
 }
 
+/// Makes sure CRIU can see this process's session leader, which it needs to
+/// checkpoint the process. It cannot in session 0: a process whose session
+/// leader is outside its PID namespace, or a descendant of an init that never
+/// called setsid(2) (some service managers and CI runners start jobs so).
+/// Session 0 has no controlling terminal and so no job control to keep, and
+/// the process starts a session of its own. Fails (EPERM) only for a process
+/// group leader, which setsid(2) refuses.
+///
+/// # Safety
+/// Raw system calls only (it may run in the child of a fork).
+unsafe fn lead_a_session_if_in_none() -> Result<(), i32> {
+    // SAFETY: getsid and setsid act on this process only.
+    unsafe {
+        if libc::getsid(0) != 0 || libc::setsid() >= 0 {
+            return Ok(());
+        }
+        Err(*libc::__errno_location())
+    }
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd), BprocError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| BprocError::System(format!("pipe: {e}")))
 }
@@ -506,6 +526,8 @@ fn fork_waiting(node: i32, close_in_child: &[i32]) -> Result<Side, BprocError> {
             for fd in close_in_child.iter().chain(uncarried.iter().map(|(fd, _)| fd)) {
                 libc::close(*fd);
             }
+            // A child of a fork never leads a process group, so this succeeds.
+            let _ = lead_a_session_if_in_none();
             swap.apply();
             // `ready_w` stays open (close-on-exec) until the ghost's exec.
             libc::write(ready_w.as_raw_fd(), b"r".as_ptr().cast(), 1);
@@ -736,6 +758,13 @@ pub fn move_to(node: i32) -> Result<(), BprocError> {
     if node == here {
         return Ok(());
     }
+    // SAFETY: raw getsid and setsid on this process.
+    if let Err(errno) = unsafe { lead_a_session_if_in_none() } {
+        return Err(BprocError::PermissionDenied(format!(
+            "this process is in session 0 (its session leader is outside its PID namespace), which CRIU cannot \
+             checkpoint, and it leads a process group, so it cannot start a session of its own (errno {errno})"
+        )));
+    }
     let mut ghost = GhostExec::new(node)?;
     ghost.read_stdin();
     // A process a slave runs (on a node, or on the front end's own node)
@@ -922,5 +951,62 @@ mod tests {
         assert_eq!(&got, b"x");
         let _ = holder.kill();
         let _ = holder.wait();
+    }
+
+    /// Runs `body` as PID 1 of a new PID namespace, whose session leader
+    /// (this test's) is outside it, so its session ID there is 0; returns
+    /// its exit code.
+    fn in_session_zero(body: fn() -> i32) -> i32 {
+        // SAFETY: the child makes raw system calls and calls `body`, which
+        // makes raw system calls, and ends with _exit.
+        unsafe {
+            let child = libc::fork();
+            assert!(child >= 0, "fork");
+            if child == 0 {
+                if libc::unshare(libc::CLONE_NEWPID) != 0 {
+                    libc::_exit(90);
+                }
+                let inner = libc::fork();
+                if inner == 0 {
+                    if libc::getsid(0) != 0 {
+                        libc::_exit(91);
+                    }
+                    libc::_exit(body());
+                }
+                let mut status = 0;
+                libc::waitpid(inner, &mut status, 0);
+                libc::_exit(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 92 });
+            }
+            let mut status = 0;
+            libc::waitpid(child, &mut status, 0);
+            assert!(libc::WIFEXITED(status), "status {status:#x}");
+            libc::WEXITSTATUS(status)
+        }
+    }
+
+    #[test]
+    fn a_process_in_session_zero_leads_a_session_of_its_own_unless_it_leads_a_group() {
+        // CRIU refuses session 0: "A session leader of ... is outside of its pid namespace".
+        let leads = in_session_zero(|| {
+            // SAFETY: raw calls on this process.
+            unsafe {
+                match lead_a_session_if_in_none() {
+                    Ok(()) if libc::getsid(0) == libc::getpid() => 0,
+                    _ => 1,
+                }
+            }
+        });
+        assert_eq!(leads, 0, "90: unshare failed (not root?); 91: the session was not 0; 1: no session");
+        let group_leader = in_session_zero(|| {
+            // SAFETY: raw calls on this process.
+            unsafe {
+                libc::setpgid(0, 0);
+                match lead_a_session_if_in_none() {
+                    Err(libc::EPERM) if libc::getsid(0) == 0 => 0,
+                    _ => 1,
+                }
+            }
+        });
+        assert_eq!(group_leader, 0, "a group leader cannot start a session: EPERM");
     }
 }
