@@ -49,12 +49,15 @@ fn criu_cli_once(c: &Cluster, mb: usize, dir: &Path) -> Result<Duration> {
     let log = dir.join("hold.out");
     let mut cmd = Command::new(c.bin("bproc-rfork-rs"));
     cmd.args(["hold", &mb.to_string()]).stdin(Stdio::null()).stdout(std::fs::File::create(&log)?).stderr(Stdio::null());
-    // Only stdio: whatever else the bench inherited (a CI runner's sockets)
-    // CRIU's CLI could not dump.
-    // SAFETY: close_range is a plain system call, safe between fork and exec.
+    // Only stdio, and a session of its own: CRIU's CLI could not dump
+    // whatever else the bench inherited (a CI runner's sockets), nor a
+    // process in session 0 (a CI runner may start the bench in it).
+    // SAFETY: close_range and setsid are plain system calls, safe between
+    // fork and exec; a child of a fork never leads a group, so setsid works.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
             libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            libc::setsid();
             Ok(())
         });
     }
