@@ -186,7 +186,15 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
                         }
                     },
                     Some(exec_out::Msg::Event(ev)) => match Kind::try_from(ev.kind) {
-                        Ok(Kind::Started) => my_id = Some(ev.id),
+                        Ok(Kind::Started) => {
+                            my_id = Some(ev.id);
+                            // What starting took (the connection's set-up,
+                            // the start request) goes back to the system:
+                            // a ghost mostly waits, and there may be
+                            // thousands of them.
+                            // SAFETY: malloc_trim only returns free heap pages.
+                            unsafe { libc::malloc_trim(0) };
+                        }
                         Ok(Kind::Forked) => {
                             let current = reexec.as_ref().unwrap_or(&own_argv);
                             if let Err(e) = fork_ghost(spec.node, ev.id, ev.node_pid, current, &env) {
