@@ -9,12 +9,16 @@
 //! - [`v1`]: the generated code.
 //! - [`PROTOCOL_VERSION`], [`check_version`]: the version handshake that
 //!   refuses an incompatible peer with a message naming both versions.
+//! - [`frame`]: the ghosts' plain link to the master (the `Exec` messages
+//!   without gRPC).
 
 /// Generated messages and services of protocol version 1.
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("bproc.v1");
 }
+
+pub mod frame;
 
 /// The protocol version this build speaks. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -185,6 +185,107 @@ fn bad_client_input_gets_an_error_and_harms_nothing() {
     master_still_serves(&c);
 }
 
+/// Sends `bytes` on a new ghost link, closes our side, and returns the
+/// frames the master answered with until it closed its own.
+fn ghost_link(c: &Cluster, bytes: &[u8]) -> Vec<v1::ExecOut> {
+    let path = c.socket_path().with_file_name(proto::frame::GHOST_SOCKET);
+    let mut s = std::os::unix::net::UnixStream::connect(&path).expect("connect to the ghosts' socket");
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut got = Vec::new();
+    let r = s.read_to_end(&mut got);
+    // A master that hangs up on bytes it did not read resets the link,
+    // after what it wrote.
+    assert!(
+        r.is_ok() || r.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the master must close the link: {r:?}"
+    );
+    let mut frames = proto::frame::Frames::default();
+    frames.push(&got);
+    let mut out = Vec::new();
+    while let Some(m) = frames.next_message::<v1::ExecOut>().expect("the master's frames decode") {
+        out.push(m);
+    }
+    out
+}
+
+/// The master's last word on a link: its error (code, message).
+fn refusal(frames: &[v1::ExecOut]) -> (i32, String) {
+    match frames.last().and_then(|f| f.msg.clone()) {
+        Some(v1::exec_out::Msg::Error(e)) => (e.code, e.message),
+        other => panic!("expected an error frame, got {other:?} (all: {frames:?})"),
+    }
+}
+
+fn with_hello(frames: &[&v1::ExecIn]) -> Vec<u8> {
+    let mut b = proto::frame::hello().to_vec();
+    for f in frames {
+        b.extend(proto::frame::encode(*f));
+    }
+    b
+}
+
+#[test]
+fn bad_ghost_link_input_gets_an_error_and_harms_nothing() {
+    let c = cluster(2);
+    let code = |c: tonic::Code| c as i32;
+    // Not a ghost link at all.
+    let (c0, why) = refusal(&ghost_link(&c, b"GET / HTTP/1.0\r\n\r\n"));
+    assert_eq!((c0, why.contains("bad magic")), (code(tonic::Code::FailedPrecondition), true), "{why}");
+    // Another protocol version, named in the answer with ours.
+    let mut old = proto::frame::hello();
+    old[4..].copy_from_slice(&99u32.to_le_bytes());
+    let (c0, why) = refusal(&ghost_link(&c, &old));
+    assert_eq!(c0, code(tonic::Code::FailedPrecondition));
+    assert!(why.contains("ghost speaks version 99") && why.contains("master speaks version"), "{why}");
+    // A frame of 4 GiB; a frame that is no message; a link that ends inside a frame or before start.
+    let mut huge = proto::frame::hello().to_vec();
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(refusal(&ghost_link(&c, &huge)).0, code(tonic::Code::InvalidArgument));
+    let mut bogus = proto::frame::hello().to_vec();
+    bogus.extend_from_slice(&[4, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+    assert_eq!(refusal(&ghost_link(&c, &bogus)).0, code(tonic::Code::InvalidArgument));
+    let mut cut = proto::frame::hello().to_vec();
+    cut.extend_from_slice(&[100, 0, 0, 0, 1, 2, 3]);
+    assert_eq!(refusal(&ghost_link(&c, &cut)).0, code(tonic::Code::InvalidArgument));
+    assert_eq!(refusal(&ghost_link(&c, &proto::frame::hello())).0, code(tonic::Code::InvalidArgument));
+    // Stdin before start; a global PID that is not the caller's; the ghost of no process.
+    let stdin = v1::ExecIn { msg: Some(exec_in::Msg::Stdin(v1::StdioData::default())) };
+    assert_eq!(refusal(&ghost_link(&c, &with_hello(&[&stdin]))).0, code(tonic::Code::InvalidArgument));
+    let start = |pid: i32, argv: &[&str]| v1::ExecIn {
+        msg: Some(exec_in::Msg::Start(v1::ExecStart {
+            node: 0,
+            argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            cwd: b"/".to_vec(),
+            pid,
+            ..Default::default()
+        })),
+    };
+    let (c0, why) = refusal(&ghost_link(&c, &with_hello(&[&start(1, &["true"])])));
+    assert_eq!((c0, why.contains("pid 1 is not the caller's")), (code(tonic::Code::PermissionDenied), true), "{why}");
+    let attach = v1::ExecIn { msg: Some(exec_in::Msg::Attach(v1::Attach { id: 4242 })) };
+    assert_eq!(refusal(&ghost_link(&c, &with_hello(&[&attach]))).0, code(tonic::Code::NotFound));
+    // A good start whose link then carries garbage: the process still runs
+    // to its end (its output and exit come first), and nothing is left.
+    let mut bytes = with_hello(&[&start(0, &["sh", "-c", "echo hi"])]);
+    bytes.extend_from_slice(&[9, 0, 0, 0, 0xff]);
+    let frames = ghost_link(&c, &bytes);
+    let output: Vec<u8> = frames
+        .iter()
+        .filter_map(|f| match &f.msg {
+            Some(v1::exec_out::Msg::Output(d)) => Some(d.data.to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(output.is_empty() || output == b"hi\n", "{frames:?}");
+    tests::wait_for("the master's process table to empty", Duration::from_secs(20), || {
+        (text(&run(c.command("bpstat").arg("-p")).stdout).lines().count() <= 1).then_some(())
+    });
+    master_still_serves(&c);
+}
+
 /// Runs `f` on a thread that has entered the cluster's hub network namespace.
 fn in_hub<T: Send>(c: &Cluster, f: impl FnOnce() -> T + Send) -> T {
     let ns = std::fs::File::open(format!("/run/netns/{}", c.hub_netns())).expect("hub netns");

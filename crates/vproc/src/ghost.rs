@@ -3,17 +3,17 @@
 //! its stops, forks and execs, and report how it ended.
 
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::mpsc;
 
 use bytes::Bytes;
+use libbproc::client;
 use libbproc::proto::v1::{self, exec_in, exec_out, proc_event::Kind};
 use libbproc::wait_status::Ended;
-use libbproc::{client, Client};
-use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::mpsc;
 
-use crate::output::{Ack, LinePrefixer, Writer};
+use crate::link::Link;
+use crate::output::{drain, Ack, LinePrefixer, Wake, Writer};
 use crate::spec::GhostSpec;
 
 /// A ghost's own failures (no master, unknown or down node, denied), as bpsh reports them.
@@ -40,27 +40,55 @@ const FORWARDED: [i32; 11] = [
     libc::SIGCONT,
 ];
 
-struct Signals(Vec<(i32, Signal)>);
+/// The signals a ghost takes through its signalfd: those it forwards, and
+/// SIGCHLD (for the ghosts it forks). They stay blocked for its whole life,
+/// and across its re-execs: one that comes while it execs itself waits,
+/// pending, for the next ghost.
+fn taken() -> impl Iterator<Item = i32> {
+    FORWARDED.into_iter().chain([libc::SIGCHLD])
+}
 
-impl Signals {
-    fn new() -> std::io::Result<Signals> {
-        FORWARDED
-            .iter()
-            .map(|s| Ok((*s, signal(SignalKind::from_raw(*s))?)))
-            .collect::<std::io::Result<_>>()
-            .map(Signals)
+/// Blocks [`taken`] signals (and only those: whatever our parent had
+/// blocked, the remote process gets on its own) and opens a signalfd for
+/// them. Call before any thread starts, so every thread has them blocked.
+pub fn take_signals() -> std::io::Result<OwnedFd> {
+    let set = sigset(taken());
+    // SAFETY: set is a valid, initialised sigset for both calls.
+    unsafe {
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
     }
+}
 
-    async fn next(&mut self) -> i32 {
-        std::future::poll_fn(|cx| {
-            for (signo, s) in &mut self.0 {
-                if s.poll_recv(cx).is_ready() {
-                    return std::task::Poll::Ready(*signo);
-                }
-            }
-            std::task::Poll::Pending
-        })
-        .await
+fn sigset(signals: impl IntoIterator<Item = i32>) -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set before sigaddset adds to it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// The signals waiting on the signalfd `fd`.
+fn read_signals(fd: &OwnedFd) -> Vec<i32> {
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: signalfd_siginfo is plain data; read fills at most its size.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reads into `info`, which is `size` bytes long.
+        let n = unsafe { libc::read(fd.as_raw_fd(), (&raw mut info).cast(), size) };
+        if n != size as isize {
+            return out;
+        }
+        out.push(info.ssi_signo as i32);
     }
 }
 
@@ -72,7 +100,8 @@ pub enum Outcome {
     /// The remote process exec'd: exec ourselves with its new command line
     /// ([`reexec`]) and attach again. `stdin_done`: our stdin was passed on
     /// to its end (or never read), so the next ghost must not read it.
-    /// `pending`: signals caught on the way out, for the next ghost to pass on.
+    /// `pending`: signals caught on the way out, for the next ghost to pass
+    /// on (signals that stay blocked need none: they wait in the kernel).
     Reexec { id: u64, argv: Vec<Vec<u8>>, stdin_done: bool, pending: Vec<i32> },
 }
 
@@ -80,25 +109,29 @@ fn bytes_of(argv: &[OsString]) -> Vec<Vec<u8>> {
     argv.iter().map(|a| a.as_bytes().to_vec()).collect()
 }
 
-/// Runs the remote process `argv` (or, with `spec.attach`, an existing one)
-/// as the ghost of this process and returns how it ended.
-pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Outcome {
-    let mut sigs = match Signals::new() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("bpsh: cannot handle signals: {e}");
-            return Outcome::Ended(Ended::Exited(FAIL));
+/// Waits until one of `fds` is ready; `POLLIN` each. Returns which are.
+fn wait(fds: &[Option<i32>]) -> Vec<bool> {
+    let mut polled: Vec<libc::pollfd> =
+        fds.iter().map(|fd| libc::pollfd { fd: fd.unwrap_or(-1), events: libc::POLLIN, revents: 0 }).collect();
+    loop {
+        // SAFETY: polled is a valid array of pollfd for the whole call.
+        let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, -1) };
+        if n > 0 {
+            return polled.iter().map(|p| p.revents != 0).collect();
         }
-    };
-    let Ok(mut children) = signal(SignalKind::child()) else {
-        eprintln!("bpsh: cannot handle SIGCHLD");
-        return Outcome::Ended(Ended::Exited(FAIL));
-    };
-    // Our handlers are in place: now every signal may come (and those that
-    // waited, blocked, come now). Threads started after this inherit the mask.
-    set_mask(libc::SIG_SETMASK, &[]);
-    let client = match Client::connect().await {
-        Ok(c) => c,
+        if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // Nothing sensible to wait for: let the reads find out.
+            return vec![true; fds.len()];
+        }
+    }
+}
+
+/// Runs the remote process `argv` (or, with `spec.attach`, an existing one)
+/// as the ghost of this process and returns how it ended. `signals` is the
+/// signalfd of [`take_signals`].
+pub fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsString)>, signals: &OwnedFd) -> Outcome {
+    let mut link = match Link::connect() {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("bpsh: {e}");
             return Outcome::Ended(Ended::Exited(FAIL));
@@ -113,201 +146,189 @@ pub async fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsSt
             exec_in::Msg::Start(start)
         }
     };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let _ = tx.send(v1::ExecIn { msg: Some(first) });
-    let send = |msg| {
-        let _ = tx.send(v1::ExecIn { msg: Some(msg) });
+    // A link that breaks shows when we next read it.
+    let send = |link: &mut Link, msg| {
+        let _ = link.send(&v1::ExecIn { msg: Some(msg) });
     };
-    let mut stream = match client.exec(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)).await {
-        Ok(s) => s,
-        Err(e) => {
-            let msg = e.to_string();
-            let node = format!("node {}", spec.node);
-            if msg.contains(&node) {
-                eprintln!("bpsh: {msg}");
-            } else {
-                eprintln!("bpsh: {node}: {msg}");
-            }
-            return Outcome::Ended(Ended::Exited(FAIL));
-        }
-    };
-    // What the previous ghost caught while it re-exec'd.
+    send(&mut link, first);
+    // What the previous ghost caught while it re-exec'd (one built before
+    // signals stayed blocked across re-execs).
     for &signo in &spec.pending {
-        send(exec_in::Msg::Signal(v1::SignalRequest { id: 0, signo }));
+        send(&mut link, exec_in::Msg::Signal(v1::SignalRequest { id: 0, signo }));
     }
     if spec.attach.is_some() && !spec.forked && spec.stdin_null {
         // The ghost of an rforked process reads no stdin (its parent keeps
         // its own): the process on the node reads EOF.
-        send(exec_in::Msg::Stdin(v1::StdioData { id: 0, stream: 0, data: Bytes::new(), eof: true }));
+        send(&mut link, exec_in::Msg::Stdin(v1::StdioData { id: 0, stream: 0, data: Bytes::new(), eof: true }));
     }
+    let (waker, woken) = match Wake::pipe() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("bpsh: cannot start: {e}");
+            return Outcome::Ended(Ended::Exited(FAIL));
+        }
+    };
     let mut my_id = spec.attach;
+    let mut opened = false;
     let mut reexec: Option<Vec<Vec<u8>>> = None;
     let own_argv = bytes_of(&argv);
 
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Ack>();
-    let mut writers = [Writer::new(1, ack_tx.clone()), Writer::new(2, ack_tx)];
+    let (ack_tx, ack_rx) = mpsc::channel::<Ack>();
+    let mut writers = [Writer::new(1, ack_tx.clone(), waker.clone()), Writer::new(2, ack_tx, waker.clone())];
     let mut lines: [LinePrefixer; 2] = Default::default();
     let prefix = format!("{}: ", spec.node).into_bytes();
-    let (stdin_tx, mut stdin_rx) = mpsc::channel::<Option<Bytes>>(1);
+    let (stdin_tx, stdin_rx) = mpsc::sync_channel::<Option<Bytes>>(1);
     let mut stdin_open = !spec.stdin_null && !spec.forked;
     // Our stdin is passed on to its end (or is not ours to read).
     let mut stdin_done = !stdin_open;
-    let mut reader = if stdin_open { read_stdin(stdin_tx) } else { None };
+    let mut reader = if stdin_open { read_stdin(stdin_tx, waker) } else { None };
     let mut stdin_outstanding = 0u64;
     let argv0 = argv[0].to_string_lossy().into_owned();
+    let lost = |why: String| {
+        eprintln!("bpsh: node {}: lost the master{why}", spec.node);
+        Outcome::Ended(Ended::Exited(FAIL))
+    };
 
-    let ended = loop {
-        tokio::select! {
-            msg = stream.message() => {
-                let msg = match msg {
-                    Ok(Some(m)) => m,
-                    Ok(None) => {
-                        eprintln!("bpsh: node {}: lost the master", spec.node);
-                        break Outcome::Ended(Ended::Exited(FAIL));
+    let ended = 'run: loop {
+        // What the threads handed over: written output, read stdin.
+        while let Ok(ack) = ack_rx.try_recv() {
+            send(&mut link, exec_in::Msg::OutputAck(v1::StdioAck { id: 0, stream: ack.stream, bytes: ack.bytes }));
+        }
+        while stdin_open && stdin_outstanding < STDIN_WINDOW {
+            let Ok(chunk) = stdin_rx.try_recv() else { break };
+            let (data, eof) = chunk.map_or((Bytes::new(), true), |d| (d, false));
+            stdin_outstanding += data.len() as u64;
+            send(&mut link, exec_in::Msg::Stdin(v1::StdioData { id: 0, stream: 0, data, eof }));
+            stdin_open = !eof;
+            stdin_done |= eof;
+        }
+        let ready = wait(&[Some(link.fd()), Some(signals.as_raw_fd()), Some(woken.as_raw_fd())]);
+        if ready[2] {
+            drain(&woken);
+        }
+        if ready[1] {
+            for signo in read_signals(signals) {
+                if signo == libc::SIGCHLD {
+                    reap_children();
+                } else {
+                    send(&mut link, exec_in::Msg::Signal(v1::SignalRequest { id: 0, signo }));
+                }
+            }
+        }
+        if !ready[0] {
+            continue;
+        }
+        match link.read_some() {
+            Ok(0) => break lost(String::new()),
+            Ok(_) => {}
+            Err(e) => break lost(format!(": {e}")),
+        }
+        loop {
+            let msg = match link.next_message() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => break 'run lost(format!(": {e}")),
+            };
+            match msg.msg {
+                Some(exec_out::Msg::Error(err)) if !opened => {
+                    let node = format!("node {}", spec.node);
+                    if err.message.contains(&node) {
+                        eprintln!("bpsh: {}", err.message);
+                    } else {
+                        eprintln!("bpsh: {node}: {}", err.message);
                     }
-                    Err(s) => {
-                        eprintln!("bpsh: node {}: lost the master: {}", spec.node, s.message());
-                        break Outcome::Ended(Ended::Exited(FAIL));
+                    break 'run Outcome::Ended(Ended::Exited(FAIL));
+                }
+                Some(exec_out::Msg::Error(err)) => break 'run lost(format!(": {}", err.message)),
+                _ => opened = true,
+            }
+            match msg.msg {
+                Some(exec_out::Msg::Output(data)) => {
+                    let idx = usize::from(data.stream == v1::StdStream::Stderr as i32);
+                    let ack = Ack { proc: 0, stream: data.stream, bytes: data.data.len() as u64 };
+                    let bytes = if spec.prefix { lines[idx].push(&prefix, &data.data, data.eof) } else { data.data };
+                    writers[idx].write(bytes, ack);
+                }
+                Some(exec_out::Msg::StdinAck(ack)) => stdin_outstanding = stdin_outstanding.saturating_sub(ack.bytes),
+                Some(exec_out::Msg::Detached(_)) => match (my_id, reexec.take()) {
+                    (Some(id), Some(argv)) => break 'run Outcome::Reexec { id, argv, stdin_done, pending: Vec::new() },
+                    _ => {
+                        eprintln!("bpsh: node {}: the master let go of a ghost that did not ask", spec.node);
+                        break 'run Outcome::Ended(Ended::Exited(FAIL));
                     }
-                };
-                match msg.msg {
-                    Some(exec_out::Msg::Output(data)) => {
-                        let idx = usize::from(data.stream == v1::StdStream::Stderr as i32);
-                        let ack = Ack { proc: 0, stream: data.stream, bytes: data.data.len() as u64 };
-                        let bytes = if spec.prefix { lines[idx].push(&prefix, &data.data, data.eof) } else { data.data };
-                        writers[idx].write(bytes, ack);
+                },
+                Some(exec_out::Msg::Event(ev)) => match Kind::try_from(ev.kind) {
+                    Ok(Kind::Started) => {
+                        my_id = Some(ev.id);
+                        // What starting took goes back to the system: a
+                        // ghost mostly waits, and there may be thousands.
+                        // SAFETY: malloc_trim only returns free heap pages.
+                        unsafe { libc::malloc_trim(0) };
                     }
-                    Some(exec_out::Msg::StdinAck(ack)) => stdin_outstanding = stdin_outstanding.saturating_sub(ack.bytes),
-                    Some(exec_out::Msg::Detached(_)) => match (my_id, reexec.take()) {
-                        (Some(id), Some(argv)) => break Outcome::Reexec { id, argv, stdin_done, pending: Vec::new() },
-                        _ => {
-                            eprintln!("bpsh: node {}: the master let go of a ghost that did not ask", spec.node);
-                            break Outcome::Ended(Ended::Exited(FAIL));
+                    Ok(Kind::Forked) => {
+                        let current = reexec.as_ref().unwrap_or(&own_argv);
+                        if let Err(e) = fork_ghost(spec.node, ev.id, ev.node_pid, current, &env) {
+                            eprintln!("bpsh: node {}: cannot make the ghost of pid {}: {e}", spec.node, ev.node_pid);
                         }
-                    },
-                    Some(exec_out::Msg::Event(ev)) => match Kind::try_from(ev.kind) {
-                        Ok(Kind::Started) => {
-                            my_id = Some(ev.id);
-                            // What starting took (the connection's set-up,
-                            // the start request) goes back to the system:
-                            // a ghost mostly waits, and there may be
-                            // thousands of them.
-                            // SAFETY: malloc_trim only returns free heap pages.
-                            unsafe { libc::malloc_trim(0) };
-                        }
-                        Ok(Kind::Forked) => {
-                            let current = reexec.as_ref().unwrap_or(&own_argv);
-                            if let Err(e) = fork_ghost(spec.node, ev.id, ev.node_pid, current, &env) {
-                                eprintln!("bpsh: node {}: cannot make the ghost of pid {}: {e}", spec.node, ev.node_pid);
-                            }
-                        }
-                        // Become the new program: detach, let the master
-                        // drain what it sent, then exec ourselves.
-                        Ok(Kind::Execed) if ev.argv != *reexec.as_ref().unwrap_or(&own_argv) => {
-                            if reexec.is_none() {
-                                // Stdin read so far goes to the node first;
-                                // the next ghost reads the rest.
-                                if let Some(r) = reader.take() {
-                                    for chunk in r.stop(&mut stdin_rx) {
-                                        let (data, eof) = chunk.map_or((Bytes::new(), true), |d| (d, false));
-                                        send(exec_in::Msg::Stdin(v1::StdioData { id: 0, stream: 0, data, eof }));
-                                        stdin_done |= eof;
-                                    }
+                    }
+                    // Become the new program: detach, let the master
+                    // drain what it sent, then exec ourselves.
+                    Ok(Kind::Execed) if ev.argv != *reexec.as_ref().unwrap_or(&own_argv) => {
+                        if reexec.is_none() {
+                            // Stdin read so far goes to the node first;
+                            // the next ghost reads the rest.
+                            if let Some(r) = reader.take() {
+                                for chunk in r.stop(&stdin_rx) {
+                                    let (data, eof) = chunk.map_or((Bytes::new(), true), |d| (d, false));
+                                    send(&mut link, exec_in::Msg::Stdin(v1::StdioData { id: 0, stream: 0, data, eof }));
+                                    stdin_done |= eof;
                                 }
-                                stdin_open = false;
-                                send(exec_in::Msg::Detach(v1::Detach {}));
                             }
-                            reexec = Some(ev.argv);
+                            stdin_open = false;
+                            send(&mut link, exec_in::Msg::Detach(v1::Detach {}));
                         }
-                        Ok(Kind::ExecFailed) => {
-                            let err = std::io::Error::from_raw_os_error(ev.errno);
-                            let text = err.to_string();
-                            let text = text.split(" (os error").next().unwrap_or(&text);
-                            eprintln!("bpsh: node {}: {argv0}: {text}", spec.node);
+                        reexec = Some(ev.argv);
+                    }
+                    Ok(Kind::ExecFailed) => {
+                        let err = std::io::Error::from_raw_os_error(ev.errno);
+                        let text = err.to_string();
+                        let text = text.split(" (os error").next().unwrap_or(&text);
+                        eprintln!("bpsh: node {}: {argv0}: {text}", spec.node);
+                    }
+                    Ok(Kind::Stopped) => {
+                        // Mirror the stop: our parent and `ps` see us
+                        // stopped while the remote process is. When we
+                        // are continued, so is it.
+                        // SAFETY: raise takes a plain signal number.
+                        unsafe { libc::raise(libc::SIGSTOP) };
+                        send(&mut link, exec_in::Msg::Signal(v1::SignalRequest { id: 0, signo: libc::SIGCONT }));
+                    }
+                    Ok(Kind::Exited) => {
+                        if ev.node_lost {
+                            eprintln!("bpsh: node {} went down; its process is lost", spec.node);
                         }
-                        Ok(Kind::Stopped) => {
-                            // Mirror the stop: our parent and `ps` see us
-                            // stopped while the remote process is. When we
-                            // are continued, so is it.
-                            // SAFETY: raise takes a plain signal number.
-                            unsafe { libc::raise(libc::SIGSTOP) };
-                            send(exec_in::Msg::Signal(v1::SignalRequest { id: 0, signo: libc::SIGCONT }));
-                        }
-                        Ok(Kind::Exited) => {
-                            if ev.node_lost {
-                                eprintln!("bpsh: node {} went down; its process is lost", spec.node);
-                            }
-                            break Outcome::Ended(Ended::from_status(ev.wait_status));
-                        }
-                        _ => {}
-                    },
-                    None => {}
-                }
+                        break 'run Outcome::Ended(Ended::from_status(ev.wait_status));
+                    }
+                    _ => {}
+                },
+                None | Some(exec_out::Msg::Error(_)) => {}
             }
-            ack = ack_rx.recv() => {
-                if let Some(ack) = ack {
-                    send(exec_in::Msg::OutputAck(v1::StdioAck { id: 0, stream: ack.stream, bytes: ack.bytes }));
-                }
-            }
-            chunk = stdin_rx.recv(), if stdin_open && stdin_outstanding < STDIN_WINDOW => {
-                let (data, eof) = match chunk {
-                    Some(Some(d)) => (d, false),
-                    _ => (Bytes::new(), true),
-                };
-                stdin_outstanding += data.len() as u64;
-                send(exec_in::Msg::Stdin(v1::StdioData { id: 0, stream: 0, data, eof }));
-                stdin_open = !eof;
-                stdin_done |= eof;
-            }
-            signo = sigs.next() => {
-                send(exec_in::Msg::Signal(v1::SignalRequest { id: 0, signo }));
-            }
-            _ = children.recv() => reap_children(),
         }
     };
     for w in &mut writers {
         w.finish();
     }
-    let mut ended = ended;
-    if let Outcome::Reexec { pending, .. } = &mut ended {
+    if let Outcome::Reexec { .. } = &ended {
         // What we wrote is acknowledged before we go, so the node's credit
         // is whole for the next ghost; then our side closes, and the master
-        // closes its side once it has read everything.
+        // closes its side once it has read everything. The signals we
+        // forward stay blocked, and wait for the next ghost.
         while let Ok(ack) = ack_rx.try_recv() {
-            send(exec_in::Msg::OutputAck(v1::StdioAck { id: 0, stream: ack.stream, bytes: ack.bytes }));
+            send(&mut link, exec_in::Msg::OutputAck(v1::StdioAck { id: 0, stream: ack.stream, bytes: ack.bytes }));
         }
-        drop(tx);
-        // No signal may be lost on the way to the next ghost: from here the
-        // ones we forward stay pending in the kernel (and survive the exec;
-        // the writer and stdin threads are gone, so this thread is the only
-        // one), and those our handlers caught already go in the spec.
-        set_mask(libc::SIG_BLOCK, &FORWARDED);
-        loop {
-            tokio::select! {
-                msg = stream.message() => if !matches!(msg, Ok(Some(_))) { break },
-                signo = sigs.next() => pending.push(signo),
-            }
-        }
-        while let Ok(signo) = tokio::time::timeout(std::time::Duration::ZERO, sigs.next()).await {
-            pending.push(signo);
-        }
+        link.finish();
     }
     ended
-}
-
-/// Changes this thread's signal mask: `how` (SIG_SETMASK, SIG_BLOCK) with
-/// the set of `signals`.
-fn set_mask(how: libc::c_int, signals: &[i32]) {
-    // SAFETY: the set is initialised by sigemptyset before use, and
-    // sigprocmask reads it for the duration of the call.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for &s in signals {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::sigprocmask(how, &set, std::ptr::null_mut());
-    }
 }
 
 /// Reaps the ghosts we forked for forked remote processes (their remote
@@ -409,7 +430,7 @@ impl StdinReader {
     /// (it may be blocked handing over a chunk): returns every chunk (None:
     /// EOF) it took from fd 0 that was not received yet. After this it
     /// takes no more.
-    fn stop(self, rx: &mut mpsc::Receiver<Option<Bytes>>) -> Vec<Option<Bytes>> {
+    fn stop(self, rx: &mpsc::Receiver<Option<Bytes>>) -> Vec<Option<Bytes>> {
         use std::io::Write;
         let mut stop = self.stop;
         let _ = stop.write_all(b"x");
@@ -458,7 +479,7 @@ fn wait_readable(stop: i32) -> bool {
 /// (`bg` would then leave the remote process stopped). So SIGTTIN is
 /// ignored, a background read fails with EIO, and we wait until our job is
 /// in the foreground again.
-fn read_stdin(tx: mpsc::Sender<Option<Bytes>>) -> Option<StdinReader> {
+fn read_stdin(tx: mpsc::SyncSender<Option<Bytes>>, wake: Wake) -> Option<StdinReader> {
     // SAFETY: isatty only inspects fd 0.
     let tty = unsafe { libc::isatty(0) } == 1;
     if tty {
@@ -491,13 +512,16 @@ fn read_stdin(tx: mpsc::Sender<Option<Bytes>>) -> Option<StdinReader> {
                 }
                 Ok(n) if n > 0 => {
                     buf.truncate(n);
-                    if tx.blocking_send(Some(Bytes::from(buf))).is_err() {
+                    if tx.send(Some(Bytes::from(buf))).is_err() {
                         return;
                     }
+                    wake.wake();
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 _ => {
-                    let _ = tx.blocking_send(None);
+                    if tx.send(None).is_ok() {
+                        wake.wake();
+                    }
                     return;
                 }
             }

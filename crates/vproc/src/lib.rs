@@ -11,10 +11,12 @@
 //! # Layout
 //! - [`spec`]: what bpsh tells a ghost (node, options), through its environment
 //!   (it lives in libbproc, which bpsh is built from).
-//! - [`ghost`]: the ghost's loop.
+//! - [`ghost`]: the ghost's loop (plain threads and poll: no async runtime).
+//! - [`link`]: its link to the master, without gRPC (see `proto::frame`).
 //! - [`output`]: writer threads for remote output, with `-p` line prefixes.
 //! - `bin/bpghost.rs`: the ghost program that bpsh execs.
 
 pub mod ghost;
+pub mod link;
 pub mod output;
 pub use libbproc::ghost_spec as spec;

@@ -4,12 +4,12 @@
 //! control of the whole path).
 
 use std::io::Write;
-use std::os::fd::FromRawFd;
-use std::sync::mpsc as smpsc;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
 
 /// Which process and stream a written chunk came from, and how many bytes
 /// of the remote stream it accounts for.
@@ -20,25 +20,59 @@ pub struct Ack {
     pub bytes: u64,
 }
 
+/// Wakes the ghost's poll loop from another thread: a byte into a pipe the
+/// loop polls (a full pipe wakes it as well, so a failed write is fine).
+#[derive(Clone)]
+pub struct Wake(Arc<OwnedFd>);
+
+impl Wake {
+    /// A waker and the end to poll (both close-on-exec; the end to poll is
+    /// non-blocking, for [`drain`]).
+    pub fn pipe() -> std::io::Result<(Wake, OwnedFd)> {
+        let mut fds = [-1; 2];
+        // SAFETY: pipe2 writes two new descriptors into the array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are owned here alone.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok((Wake(Arc::new(w)), r))
+    }
+
+    pub fn wake(&self) {
+        // SAFETY: writes one byte from a local into a descriptor we own.
+        unsafe { libc::write(self.0.as_raw_fd(), b"w".as_ptr().cast(), 1) };
+    }
+}
+
+/// Empties the polled end of a [`Wake`] pipe.
+pub fn drain(r: &OwnedFd) {
+    let mut buf = [0u8; 64];
+    // SAFETY: reads into a local buffer from a non-blocking descriptor we own.
+    while unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+}
+
 /// The writer thread of one local file descriptor, started on the first
 /// chunk (a command with no output starts no thread).
 pub struct Writer {
     fd: i32,
-    acks: mpsc::UnboundedSender<Ack>,
-    tx: Option<smpsc::Sender<(Bytes, Ack)>>,
+    acks: mpsc::Sender<Ack>,
+    wake: Wake,
+    tx: Option<mpsc::Sender<(Bytes, Ack)>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
-    /// A writer for `fd` (1 or 2) that reports written chunks to `acks`.
-    pub fn new(fd: i32, acks: mpsc::UnboundedSender<Ack>) -> Writer {
-        Writer { fd, acks, tx: None, thread: None }
+    /// A writer for `fd` (1 or 2) that reports written chunks to `acks`,
+    /// and wakes the loop by `wake` when it does.
+    pub fn new(fd: i32, acks: mpsc::Sender<Ack>, wake: Wake) -> Writer {
+        Writer { fd, acks, wake, tx: None, thread: None }
     }
 
-    fn start(&mut self) -> &smpsc::Sender<(Bytes, Ack)> {
-        let (fd, acks) = (self.fd, self.acks.clone());
+    fn start(&mut self) -> &mpsc::Sender<(Bytes, Ack)> {
+        let (fd, acks, wake) = (self.fd, self.acks.clone(), self.wake.clone());
         self.tx.get_or_insert_with(|| {
-            let (tx, rx) = smpsc::channel::<(Bytes, Ack)>();
+            let (tx, rx) = mpsc::channel::<(Bytes, Ack)>();
             self.thread = Some(std::thread::spawn(move || {
                 // SAFETY: fd 1 or 2 stays open for the life of the process; the
                 // ManuallyDrop keeps this File from closing it.
@@ -50,8 +84,8 @@ impl Writer {
                         // never blocked on us.
                         broken = true;
                     }
-                    if ack.bytes > 0 {
-                        let _ = acks.send(ack);
+                    if ack.bytes > 0 && acks.send(ack).is_ok() {
+                        wake.wake();
                     }
                 }
             }));

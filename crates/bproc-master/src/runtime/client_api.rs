@@ -43,34 +43,7 @@ impl v1::master_server::Master for MasterService {
         let cred = peer_cred(&req)?;
         let mut inbound = req.into_inner();
         let first = inbound.message().await?.ok_or_else(|| Status::invalid_argument("stream ended before start"))?;
-        let start = match first.msg {
-            Some(exec_in::Msg::Start(start)) => start,
-            Some(exec_in::Msg::Attach(attach)) => return self.attach(cred, attach.id, inbound),
-            _ => return Err(Status::invalid_argument("the first message of exec must be start or attach")),
-        };
-        let spec = convert::spec_from_start(start)?;
-        let ghost = spec.pid;
-        // Only a process may claim its own PID as the global PID.
-        if let Some(pid) = spec.pid {
-            if pid != cred.pid {
-                return Err(Status::permission_denied(format!("pid {pid} is not the caller's (pid {})", cred.pid)));
-            }
-        }
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let id = {
-            let mut st = self.shared.lock();
-            let (id, effects) = st.engine.spawn(cred.clone(), spec).map_err(convert::spawn_status)?;
-            st.clients.insert(id, ClientHandle::attached(tx, ghost, cred.uid));
-            st.busy = true;
-            st.apply(effects);
-            id
-        };
-        tracing::debug!(id, uid = cred.uid, pid = cred.pid, "exec");
-        if let Some(pid) = ghost {
-            self.watch_ghost(pid);
-        }
-        tokio::spawn(read_client(self.shared.clone(), id, 1, inbound));
-        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+        self.open_exec(cred, first, inbound).map(|rx| Response::new(UnboundedReceiverStream::new(rx)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -206,16 +179,61 @@ impl v1::master_server::Master for MasterService {
     }
 }
 
+/// What a client sends on an `Exec` stream after its first message.
+pub(super) trait Inbound:
+    futures_core::Stream<Item = Result<v1::ExecIn, Status>> + Unpin + Send + 'static
+{
+}
+impl<S: futures_core::Stream<Item = Result<v1::ExecIn, Status>> + Unpin + Send + 'static> Inbound for S {}
+
+/// The master's side of an `Exec` stream.
+pub(super) type ExecAnswers = tokio::sync::mpsc::UnboundedReceiver<Result<v1::ExecOut, Status>>;
+
 impl MasterService {
+    /// Opens an `Exec` stream (over gRPC, or a ghost's plain link): `first`
+    /// starts a process or attaches a ghost to one; what follows in
+    /// `inbound` is relayed; the answer is the stream's other direction.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn open_exec(
+        &self,
+        cred: crate::engine::Cred,
+        first: v1::ExecIn,
+        inbound: impl Inbound,
+    ) -> Result<ExecAnswers, Status> {
+        let start = match first.msg {
+            Some(exec_in::Msg::Start(start)) => start,
+            Some(exec_in::Msg::Attach(attach)) => return self.attach(cred, attach.id, inbound),
+            _ => return Err(Status::invalid_argument("the first message of exec must be start or attach")),
+        };
+        let spec = convert::spec_from_start(start)?;
+        let ghost = spec.pid;
+        // Only a process may claim its own PID as the global PID.
+        if let Some(pid) = spec.pid {
+            if pid != cred.pid {
+                return Err(Status::permission_denied(format!("pid {pid} is not the caller's (pid {})", cred.pid)));
+            }
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let id = {
+            let mut st = self.shared.lock();
+            let (id, effects) = st.engine.spawn(cred.clone(), spec).map_err(convert::spawn_status)?;
+            st.clients.insert(id, ClientHandle::attached(tx, ghost, cred.uid));
+            st.busy = true;
+            st.apply(effects);
+            id
+        };
+        tracing::debug!(id, uid = cred.uid, pid = cred.pid, "exec");
+        if let Some(pid) = ghost {
+            self.watch_ghost(pid);
+        }
+        tokio::spawn(read_client(self.shared.clone(), id, 1, inbound));
+        Ok(rx)
+    }
+
     /// The caller becomes the ghost of process `id` (see `Attach` in the
     /// protocol); what was held for the process follows at once.
     #[allow(clippy::result_large_err)]
-    fn attach(
-        &self,
-        cred: crate::engine::Cred,
-        id: ProcId,
-        inbound: Streaming<v1::ExecIn>,
-    ) -> Result<Response<<Self as v1::master_server::Master>::ExecStream>, Status> {
+    fn attach(&self, cred: crate::engine::Cred, id: ProcId, inbound: impl Inbound) -> Result<ExecAnswers, Status> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let gen = {
             let mut st = self.shared.lock();
@@ -242,7 +260,7 @@ impl MasterService {
         tracing::debug!(id, pid = cred.pid, "ghost attached");
         self.watch_ghost(cred.pid);
         tokio::spawn(read_client(self.shared.clone(), id, gen, inbound));
-        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+        Ok(rx)
     }
 
     /// Checks that the caller may rfork process `r.pid` to `r.node` (the
@@ -452,15 +470,15 @@ impl MasterService {
 /// Relays what the client sends for process `id` until the client goes.
 /// `gen` tells this stream from a later one of the same process (after the
 /// ghost re-exec'd itself).
-async fn read_client(shared: Arc<Shared>, id: ProcId, gen: u64, mut inbound: Streaming<v1::ExecIn>) {
+async fn read_client(shared: Arc<Shared>, id: ProcId, gen: u64, mut inbound: impl Inbound) {
     let window = shared.cfg.stdio_window;
     // After a detach: the answer stream stays open until the ghost has sent
     // its last acknowledgements and closed its side.
     let mut held = None;
     loop {
-        let msg = match inbound.message().await {
-            Ok(Some(m)) => m,
-            Ok(None) | Err(_) => break,
+        let msg = match std::future::poll_fn(|cx| std::pin::Pin::new(&mut inbound).poll_next(cx)).await {
+            Some(Ok(m)) => m,
+            None | Some(Err(_)) => break,
         };
         let mut st = shared.lock();
         let Some(conn) = st.engine.process(id).map(|p| p.conn) else {

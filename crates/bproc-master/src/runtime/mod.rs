@@ -7,6 +7,7 @@
 
 mod client_api;
 mod convert;
+mod ghost_link;
 mod ghost_signals;
 pub mod migrate;
 mod peer;

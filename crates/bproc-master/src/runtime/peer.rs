@@ -12,12 +12,19 @@ pub fn peer_cred<T>(req: &Request<T>) -> Result<Cred, Status> {
         .get::<UdsConnectInfo>()
         .and_then(|i| i.peer_cred)
         .ok_or_else(|| Status::permission_denied("no peer credentials on this connection"))?;
-    let pid = info.pid().ok_or_else(|| Status::permission_denied("the kernel gave no peer pid"))?;
+    cred_of(info.uid(), info.gid(), info.pid())
+}
+
+/// Credentials from the kernel's SO_PEERCRED answer, with the caller's
+/// supplementary groups from /proc.
+#[allow(clippy::result_large_err)]
+pub fn cred_of(uid: u32, gid: u32, pid: Option<i32>) -> Result<Cred, Status> {
+    let pid = pid.ok_or_else(|| Status::permission_denied("the kernel gave no peer pid"))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| Status::permission_denied(format!("cannot read the caller's credentials: {e}")))?;
     let groups =
         parse_groups(&status).ok_or_else(|| Status::permission_denied("caller's /proc status has no Groups line"))?;
-    Ok(Cred { uid: info.uid(), gid: info.gid(), groups, pid })
+    Ok(Cred { uid, gid, groups, pid })
 }
 
 /// Supplementary groups from the text of /proc/PID/status.

@@ -97,6 +97,9 @@ pub async fn serve(
     std::fs::set_permissions(&image_socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|source| ServeError::Socket { what: "chmod", path: image_socket.clone(), source })?;
     let _ = shared.image_socket.set(image_socket.display().to_string());
+    // Ghosts, beside the clients' socket and as open (see proto::frame).
+    let ghost_socket = socket.with_file_name(proto::frame::GHOST_SOCKET);
+    let ghosts_unix = bind_unix(&ghost_socket)?;
     let tcp = TcpListener::bind(listen).await.map_err(|source| ServeError::Listen { addr: listen, source })?;
     tracing::info!(socket = %socket.display(), slaves = %listen, "master serving");
 
@@ -125,15 +128,17 @@ pub async fn serve(
                 .max_encoding_message_size(proto::MAX_MESSAGE_SIZE),
         )
         .serve_with_incoming_shutdown(UnixListenerStream::new(images_unix), stopped(stop_rx.clone()));
+    let ghost_links = super::ghost_link::serve(shared.clone(), ghosts_unix, stop_rx.clone());
     super::ghost_signals::start(shared.clone());
     let ticker = tick(shared.clone(), stop_rx);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let (a, b, c, ()) = tokio::join!(clients, slave_srv, local_images, ticker);
+    let (a, b, c, (), ()) = tokio::join!(clients, slave_srv, local_images, ticker, ghost_links);
     let _ = std::fs::remove_file(socket);
     let _ = std::fs::remove_file(&image_socket);
+    let _ = std::fs::remove_file(&ghost_socket);
     a?;
     b?;
     c?;

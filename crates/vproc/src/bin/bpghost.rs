@@ -11,10 +11,21 @@ use vproc::ghost;
 use vproc::spec::{GhostSpec, GHOST_ENV};
 
 fn main() {
-    // The signal mask we inherited (bpsh blocks the signals it waits for; a
-    // ghost re-exec'ing itself blocks those it forwards) stays until our
-    // handlers are in place (ghost::run): a signal that comes meanwhile
-    // waits for them instead of taking its default action.
+    // First of all, before any thread: the signals we forward (and SIGCHLD)
+    // are blocked and come through a signalfd. Any that came before (while
+    // bpsh set us up, or while the previous ghost re-exec'd itself) wait,
+    // pending, for the loop.
+    let signals = match ghost::take_signals() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("bpsh: cannot handle signals: {e}");
+            std::process::exit(ghost::FAIL)
+        }
+    };
+    // One malloc arena: the threads a ghost may start (stdin, output) move
+    // little, and each arena of their own would stay with the ghost.
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     keep_privilege_only_for_a_root_master();
     let spec = match std::env::var(GHOST_ENV).map_err(|e| e.to_string()).and_then(|s| GhostSpec::decode(&s)) {
         Ok(s) => s,
@@ -28,19 +39,11 @@ fn main() {
     if let Some(first) = argv.first() {
         set_comm(first.as_bytes());
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("bpsh: cannot start: {e}");
-            std::process::exit(ghost::FAIL)
-        }
-    };
     let outcome = if argv.is_empty() {
         ghost::Outcome::Ended(Ended::Exited(ghost::FAIL))
     } else {
-        rt.block_on(ghost::run(&spec, argv, env.clone()))
+        ghost::run(&spec, argv, env.clone(), &signals)
     };
-    drop(rt);
     match outcome {
         ghost::Outcome::Ended(ended) => end_like(ended),
         ghost::Outcome::Reexec { id, argv, stdin_done, pending } => {
