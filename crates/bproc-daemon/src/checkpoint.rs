@@ -155,6 +155,13 @@ impl ImageWriter {
             return Err(format!("bad image file name {:?}", chunk.file));
         }
         if self.current.as_ref().is_none_or(|(f, _)| *f != chunk.file) {
+            // The file before is whole on disk before we go on: a tokio file
+            // dropped with a write in flight finishes it later, in the
+            // background, and a reader of the image (CRIU, or a peer this
+            // node passes it on to) could find that file short.
+            if let Some((name, mut done)) = self.current.take() {
+                done.flush().await.map_err(|e| format!("{name}: {e}"))?;
+            }
             let file = tokio::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -173,8 +180,8 @@ impl ImageWriter {
     /// Flushes the last file; returns the bytes written.
     pub async fn finish(self) -> Result<u64, String> {
         use tokio::io::AsyncWriteExt;
-        if let Some((_, mut file)) = self.current {
-            file.flush().await.map_err(|e| e.to_string())?;
+        if let Some((name, mut file)) = self.current {
+            file.flush().await.map_err(|e| format!("{name}: {e}"))?;
         }
         Ok(self.bytes)
     }
@@ -183,6 +190,32 @@ impl ImageWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_file_of_an_image_is_whole_once_it_is_written() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let dir = std::env::temp_dir().join(format!("bproc-image-writer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        // Big files (one write each, of tokio's largest) before small ones.
+        let sizes = [2 << 20, 7, 2 << 20, 0, 2 << 20, 5, 123_456];
+        let bytes = rt.block_on(async {
+            let mut w = ImageWriter::new(&dir);
+            for (i, size) in sizes.iter().enumerate() {
+                let data = bytes::Bytes::from(vec![i as u8 + 1; *size]);
+                w.write(v1::ImageChunk { file: format!("f{i}.img"), data }).await.expect("write");
+                // The file before is whole as soon as the next one begins.
+                if i > 0 {
+                    let len = std::fs::metadata(dir.join(format!("f{}.img", i - 1))).expect("file").len();
+                    assert_eq!(len, sizes[i - 1] as u64, "f{}.img", i - 1);
+                }
+            }
+            w.finish().await.expect("finish")
+        });
+        assert_eq!(bytes, sizes.iter().sum::<usize>() as u64);
+        let last = std::fs::metadata(dir.join("f6.img")).expect("file").len();
+        assert_eq!(last, 123_456);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn criu_names_files_as_it_does_in_images() {
