@@ -495,14 +495,28 @@ fn read_stdin(tx: mpsc::SyncSender<Option<Bytes>>, wake: Wake) -> Option<StdinRe
     // SAFETY: both fds were just created and are owned by these files alone.
     let (stop_r, stop_w) = unsafe { (std::fs::File::from_raw_fd(pipe[0]), std::fs::File::from_raw_fd(pipe[1])) };
     let thread = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut stdin = std::io::stdin().lock();
+        // One buffer for every read, never zeroed, and only what a read
+        // gave is copied out: a zeroed chunk would be touched whole (128 KB
+        // per ghost, even of one that reads only EOF), and the heap would
+        // keep those pages.
+        let mut buf: Vec<u8> = Vec::with_capacity(STDIN_CHUNK);
         loop {
             if !wait_readable(stop_r.as_raw_fd()) {
                 return;
             }
-            let mut buf = vec![0u8; STDIN_CHUNK];
-            match stdin.read(&mut buf) {
+            buf.clear();
+            // SAFETY: read writes at most `capacity` bytes into the vector's
+            // spare capacity, and set_len covers exactly what it wrote.
+            let read = unsafe {
+                let n = libc::read(0, buf.as_mut_ptr().cast(), buf.capacity());
+                if n >= 0 {
+                    buf.set_len(n as usize);
+                    Ok(n as usize)
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            match read {
                 Err(e) if tty && e.raw_os_error() == Some(libc::EIO) && !in_foreground() => {
                     // No event says "you are in the foreground now": look
                     // again a little later.
@@ -511,8 +525,7 @@ fn read_stdin(tx: mpsc::SyncSender<Option<Bytes>>, wake: Wake) -> Option<StdinRe
                     }
                 }
                 Ok(n) if n > 0 => {
-                    buf.truncate(n);
-                    if tx.send(Some(Bytes::from(buf))).is_err() {
+                    if tx.send(Some(Bytes::copy_from_slice(&buf[..n]))).is_err() {
                         return;
                     }
                     wake.wake();

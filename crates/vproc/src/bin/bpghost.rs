@@ -23,9 +23,15 @@ fn main() {
         }
     };
     // One malloc arena: the threads a ghost may start (stdin, output) move
-    // little, and each arena of their own would stay with the ghost.
-    // SAFETY: mallopt only sets an allocator parameter.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    // little, and each arena of their own would stay with the ghost. And a
+    // fixed mmap threshold: big buffers (stdin chunks, output frames) go
+    // back to the system when freed, instead of raising the threshold and
+    // staying in the heap for good.
+    // SAFETY: mallopt only sets allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+    }
     keep_privilege_only_for_a_root_master();
     let spec = match std::env::var(GHOST_ENV).map_err(|e| e.to_string()).and_then(|s| GhostSpec::decode(&s)) {
         Ok(s) => s,
