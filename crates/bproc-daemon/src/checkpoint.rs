@@ -194,12 +194,12 @@ mod tests {
     #[test]
     fn every_file_of_an_image_is_whole_once_it_is_written() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let dir = std::env::temp_dir().join(format!("bproc-image-writer-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let tmp = tempfile::tempdir().expect("dir");
+        let dir = tmp.path();
         // Big files (one write each, of tokio's largest) before small ones.
         let sizes = [2 << 20, 7, 2 << 20, 0, 2 << 20, 5, 123_456];
         let bytes = rt.block_on(async {
-            let mut w = ImageWriter::new(&dir);
+            let mut w = ImageWriter::new(dir);
             for (i, size) in sizes.iter().enumerate() {
                 let data = bytes::Bytes::from(vec![i as u8 + 1; *size]);
                 w.write(v1::ImageChunk { file: format!("f{i}.img"), data }).await.expect("write");
@@ -214,7 +214,6 @@ mod tests {
         assert_eq!(bytes, sizes.iter().sum::<usize>() as u64);
         let last = std::fs::metadata(dir.join("f6.img")).expect("file").len();
         assert_eq!(last, 123_456);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -229,9 +229,8 @@ mod tests {
 
     #[test]
     fn a_list_opens_files_and_sockets_onto_their_numbers_with_the_pid_first() {
-        let dir = std::env::temp_dir().join(format!("bproc-io-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("out");
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("out");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen on loopback");
         let port = listener.local_addr().expect("addr").port();
         let list = vec![
@@ -310,7 +309,6 @@ mod tests {
         assert_eq!(&got[4..8], &5i32.to_ne_bytes(), "then the fd");
         assert_eq!(&got[8..], b"to the socket");
         assert_eq!(std::fs::read_to_string(&path).expect("the file"), "to the file\n");
-        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]
