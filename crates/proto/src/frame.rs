@@ -88,10 +88,6 @@ pub struct Frames {
 impl Frames {
     /// Adds bytes read from the link.
     pub fn push(&mut self, data: &[u8]) {
-        if self.at > 0 && self.at == self.buf.len() {
-            self.buf.clear();
-            self.at = 0;
-        }
         self.buf.extend_from_slice(data);
     }
 

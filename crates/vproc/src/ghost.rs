@@ -100,28 +100,27 @@ pub enum Outcome {
     /// The remote process exec'd: exec ourselves with its new command line
     /// ([`reexec`]) and attach again. `stdin_done`: our stdin was passed on
     /// to its end (or never read), so the next ghost must not read it.
-    /// `pending`: signals caught on the way out, for the next ghost to pass
-    /// on (signals that stay blocked need none: they wait in the kernel).
-    Reexec { id: u64, argv: Vec<Vec<u8>>, stdin_done: bool, pending: Vec<i32> },
+    /// The signals we forward stay blocked across that exec: one that comes
+    /// meanwhile waits in the kernel for the next ghost.
+    Reexec { id: u64, argv: Vec<Vec<u8>>, stdin_done: bool },
 }
 
 fn bytes_of(argv: &[OsString]) -> Vec<Vec<u8>> {
     argv.iter().map(|a| a.as_bytes().to_vec()).collect()
 }
 
-/// Waits until one of `fds` is ready; `POLLIN` each. Returns which are.
-fn wait(fds: &[Option<i32>]) -> Vec<bool> {
-    let mut polled: Vec<libc::pollfd> =
-        fds.iter().map(|fd| libc::pollfd { fd: fd.unwrap_or(-1), events: libc::POLLIN, revents: 0 }).collect();
+/// Waits until one of `fds` is readable (or hung up); says which are.
+/// `None` when poll itself fails: then nothing sensible can be waited for.
+fn wait<const N: usize>(fds: [i32; N]) -> Option<[bool; N]> {
+    let mut polled = fds.map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 });
     loop {
-        // SAFETY: polled is a valid array of pollfd for the whole call.
-        let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, -1) };
+        // SAFETY: polled is a valid array of N pollfd for the whole call.
+        let n = unsafe { libc::poll(polled.as_mut_ptr(), N as libc::nfds_t, -1) };
         if n > 0 {
-            return polled.iter().map(|p| p.revents != 0).collect();
+            return Some(polled.map(|p| p.revents != 0));
         }
         if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            // Nothing sensible to wait for: let the reads find out.
-            return vec![true; fds.len()];
+            return None;
         }
     }
 }
@@ -202,7 +201,8 @@ pub fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsString)>
             stdin_open = !eof;
             stdin_done |= eof;
         }
-        let ready = wait(&[Some(link.fd()), Some(signals.as_raw_fd()), Some(woken.as_raw_fd())]);
+        // If poll fails, let the reads find out what is wrong.
+        let ready = wait([link.fd(), signals.as_raw_fd(), woken.as_raw_fd()]).unwrap_or([true; 3]);
         if ready[2] {
             drain(&woken);
         }
@@ -219,8 +219,8 @@ pub fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsString)>
             continue;
         }
         match link.read_some() {
-            Ok(0) => break lost(String::new()),
-            Ok(_) => {}
+            Ok(true) => {}
+            Ok(false) => break lost(String::new()),
             Err(e) => break lost(format!(": {e}")),
         }
         loop {
@@ -251,7 +251,7 @@ pub fn run(spec: &GhostSpec, argv: Vec<OsString>, env: Vec<(OsString, OsString)>
                 }
                 Some(exec_out::Msg::StdinAck(ack)) => stdin_outstanding = stdin_outstanding.saturating_sub(ack.bytes),
                 Some(exec_out::Msg::Detached(_)) => match (my_id, reexec.take()) {
-                    (Some(id), Some(argv)) => break 'run Outcome::Reexec { id, argv, stdin_done, pending: Vec::new() },
+                    (Some(id), Some(argv)) => break 'run Outcome::Reexec { id, argv, stdin_done },
                     _ => {
                         eprintln!("bpsh: node {}: the master let go of a ghost that did not ask", spec.node);
                         break 'run Outcome::Ended(Ended::Exited(FAIL));
@@ -450,23 +450,10 @@ impl StdinReader {
     }
 }
 
-/// Waits until fd 0 or `stop` is readable; true for fd 0.
+/// Waits until fd 0 or `stop` is readable; true for fd 0 (and when poll
+/// fails: the read reports what is wrong).
 fn wait_readable(stop: i32) -> bool {
-    let mut fds = [
-        libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: stop, events: libc::POLLIN, revents: 0 },
-    ];
-    loop {
-        // SAFETY: fds is a valid array of two pollfd for the whole call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n > 0 {
-            return fds[1].revents == 0;
-        }
-        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            // Let the read report what is wrong.
-            return true;
-        }
-    }
+    wait([0, stop]).is_none_or(|[_, stopped]| !stopped)
 }
 
 /// Reads our stdin on a plain thread (a read of a terminal cannot be

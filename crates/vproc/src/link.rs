@@ -45,9 +45,9 @@ impl Link {
         self.sock.write_all(&frame::encode(msg))
     }
 
-    /// Reads what has arrived, without waiting: the bytes read (0: the
-    /// master closed the link; `usize::MAX`: nothing had arrived).
-    pub fn read_some(&mut self) -> std::io::Result<usize> {
+    /// Reads what has arrived, without waiting (nothing, if nothing has):
+    /// false once the master has closed the link.
+    pub fn read_some(&mut self) -> std::io::Result<bool> {
         loop {
             // SAFETY: recv writes at most buf.len() bytes into our buffer.
             let n = unsafe {
@@ -55,13 +55,13 @@ impl Link {
             };
             if n >= 0 {
                 self.frames.push(&self.buf[..n as usize]);
-                return Ok(n as usize);
+                return Ok(n > 0);
             }
             let e = std::io::Error::last_os_error();
             match e.kind() {
                 std::io::ErrorKind::Interrupted => continue,
                 // Poll was wrong (or someone else read): nothing yet.
-                std::io::ErrorKind::WouldBlock => return Ok(usize::MAX),
+                std::io::ErrorKind::WouldBlock => return Ok(true),
                 _ => return Err(e),
             }
         }

@@ -18,6 +18,9 @@ use super::Shared;
 /// How long a new link may take to say hello and its first message.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Bytes one read of a link takes at most (one buffer per link, reused).
+const READ_SIZE: usize = 16 * 1024;
+
 /// Accepts ghost links until `stop` says so.
 pub async fn serve(shared: Arc<Shared>, listener: UnixListener, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
@@ -51,12 +54,13 @@ async fn link(shared: Arc<Shared>, stream: UnixStream) {
         rd.read_exact(&mut hello).await.map_err(|e| Status::invalid_argument(format!("no hello: {e}")))?;
         frame::check_hello(&hello).map_err(Status::failed_precondition)?;
         let mut frames = Frames::default();
-        let first = next_frame(&mut rd, &mut frames)
+        let mut buf = vec![0u8; READ_SIZE];
+        let first = next_frame(&mut rd, &mut frames, &mut buf)
             .await?
             .ok_or_else(|| Status::invalid_argument("stream ended before start"))?;
-        Ok::<_, Status>((cred, first, frames))
+        Ok::<_, Status>((cred, first, frames, buf))
     };
-    let (cred, first, frames) = match tokio::time::timeout(OPEN_TIMEOUT, opened).await {
+    let (cred, first, mut frames, mut buf) = match tokio::time::timeout(OPEN_TIMEOUT, opened).await {
         Ok(Ok(opened)) => opened,
         Ok(Err(status)) => return refuse(&mut wr, &status).await,
         Err(_) => return refuse(&mut wr, &Status::deadline_exceeded("the ghost did not open its link in time")).await,
@@ -70,9 +74,8 @@ async fn link(shared: Arc<Shared>, stream: UnixStream) {
         Err(status) => return refuse(&mut wr, &status).await,
     };
     tokio::spawn(async move {
-        let mut frames = frames;
         loop {
-            match next_frame(&mut rd, &mut frames).await {
+            match next_frame(&mut rd, &mut frames, &mut buf).await {
                 Ok(Some(msg)) => {
                     if in_tx.send(Ok(msg)).await.is_err() {
                         return;
@@ -98,17 +101,17 @@ async fn link(shared: Arc<Shared>, stream: UnixStream) {
     let _ = wr.shutdown().await;
 }
 
-/// Reads the next frame; `None` at a clean end of the stream.
+/// Reads the next frame, through `buf`; `None` at a clean end of the stream.
 async fn next_frame(
     rd: &mut tokio::net::unix::OwnedReadHalf,
     frames: &mut Frames,
+    buf: &mut [u8],
 ) -> Result<Option<v1::ExecIn>, Status> {
-    let mut buf = [0u8; 16 * 1024];
     loop {
         if let Some(msg) = frames.next_message::<v1::ExecIn>().map_err(|e| Status::invalid_argument(e.to_string()))? {
             return Ok(Some(msg));
         }
-        match rd.read(&mut buf).await {
+        match rd.read(buf).await {
             Ok(0) if frames.pending() == 0 => return Ok(None),
             Ok(0) => return Err(Status::invalid_argument("the link ended inside a frame")),
             Ok(n) => frames.push(&buf[..n]),

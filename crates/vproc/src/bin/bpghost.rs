@@ -52,8 +52,9 @@ fn main() {
     };
     match outcome {
         ghost::Outcome::Ended(ended) => end_like(ended),
-        ghost::Outcome::Reexec { id, argv, stdin_done, pending } => {
-            let spec = GhostSpec { pending, ..spec };
+        ghost::Outcome::Reexec { id, argv, stdin_done } => {
+            // What this ghost was handed to pass on, it has passed on.
+            let spec = GhostSpec { pending: Vec::new(), ..spec };
             let why = ghost::reexec(&spec, id, &argv, stdin_done, &env);
             eprintln!("bpsh: cannot re-exec the ghost: {why}");
             std::process::exit(ghost::FAIL)
